@@ -1,0 +1,3 @@
+from firstparty.cli import main
+
+raise SystemExit(main())

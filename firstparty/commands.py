@@ -1,0 +1,6 @@
+"""Import the modules whose CLI commands register themselves with `firstparty.cli.command`.
+
+Each package adds its commands in its own module; list that module here.
+"""
+
+from __future__ import annotations

@@ -1,0 +1,42 @@
+"""Ingestion as a pipeline of small named steps, each of which may drop the event with a reason.
+
+A step receives the `Hit` (raw, in memory only) and the `Event` being built (what may be
+stored), fills in its part, and returns a drop reason or None. The first reason ends the run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ingest.event import Event
+from ingest.hit import Hit
+
+Step = Callable[[Hit, Event], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    reason: str
+
+
+class Pipeline:
+    def __init__(self, steps: Sequence[tuple[str, Step]]) -> None:
+        self.steps = list(steps)
+        self.dropped: Counter[str] = Counter()
+        self.accepted = 0
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.steps]
+
+    def process(self, hit: Hit) -> Event | Dropped:
+        event = Event(site_id=hit.domain, timestamp=hit.received_at, name=hit.name, visitor_id=0)
+        for _name, step in self.steps:
+            reason = step(hit, event)
+            if reason is not None:
+                self.dropped[reason] += 1
+                return Dropped(reason)
+        self.accepted += 1
+        return event

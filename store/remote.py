@@ -1,0 +1,179 @@
+"""The embedded engine through the process that owns it, over a Unix socket.
+
+chDB lets one process open a data path. While `firstparty serve` runs, it owns the engine and
+answers store calls on `<path>.sock` (mode 0600, never a TCP port); HTTP workers and CLI
+commands use this backend then, so they work whether or not the server is running.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from store.base import Params, Rows, Store, StoreError, StoreUnavailable
+
+TIMEOUT = httpx.Timeout(120.0, connect=5.0)
+
+
+def socket_path(engine_path: Path) -> Path:
+    return engine_path.with_name(engine_path.name + ".sock")
+
+
+def encode_params(params: Params | None) -> dict[str, Any]:
+    """JSON-safe parameters; datetimes in the text form ClickHouse parses for DateTime64."""
+    out: dict[str, Any] = {}
+    for key, value in (params or {}).items():
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is not None:
+                value = value.astimezone(dt.UTC).replace(tzinfo=None)
+            out[key] = value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        elif isinstance(value, dt.date):
+            out[key] = value.isoformat()
+        else:
+            out[key] = value
+    return out
+
+
+def table_to_ipc(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def ipc_to_table(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+class RemoteStore:
+    def __init__(self, sock: Path, url: str) -> None:
+        self.url = url
+        self.sock = sock
+        self._http = httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(sock)),
+            base_url="http://firstparty-admin",
+            timeout=TIMEOUT,
+        )
+
+    def _post(self, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.post(path, **kwargs)
+        except httpx.TransportError as exc:
+            raise StoreUnavailable(
+                f"the server owning {self.url} did not answer on {self.sock}: {exc}"
+            ) from None
+        if response.status_code >= 400:
+            try:
+                message = str(response.json().get("error", response.text))
+            except ValueError:
+                message = response.text
+            if response.status_code == 503:
+                raise StoreUnavailable(message)
+            raise StoreError(message)
+        return response
+
+    def query(
+        self, sql: str, params: Params | None = None, settings: Mapping[str, Any] | None = None
+    ) -> Rows:
+        body = {"sql": sql, "params": encode_params(params), "settings": dict(settings or {})}
+        return Rows(ipc_to_table(self._post("/store/query", json=body).content))
+
+    def command(
+        self, sql: str, params: Params | None = None, settings: Mapping[str, Any] | None = None
+    ) -> None:
+        body = {"sql": sql, "params": encode_params(params), "settings": dict(settings or {})}
+        self._post("/store/command", json=body)
+
+    def insert(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
+        headers = {
+            "content-type": "application/vnd.apache.arrow.stream",
+            "x-table": table,
+            "x-dedup-token": dedup_token or "",
+        }
+        self._post("/store/insert", content=table_to_ipc(data), headers=headers)
+
+    def call(self, path: str, payload: Mapping[str, Any]) -> Any:
+        """A non-store admin call (for CLI commands the server runs on the engine's behalf)."""
+        return self._post(path, json=dict(payload)).json()
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def alive(sock: Path) -> bool:
+    if not sock.exists():
+        return False
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=2.0) as client:
+            return client.get("http://firstparty-admin/healthz").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _json_error(message: str, status: int) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def admin_routes(store: Store) -> list[Route]:
+    """The server side: routes the engine-owning process serves on the admin socket."""
+
+    async def _body(request: Request) -> dict[str, Any]:
+        data = json.loads(await request.body())
+        if not isinstance(data, dict) or not isinstance(data.get("sql"), str):
+            raise StoreError("admin call needs a JSON object with `sql`")
+        return data
+
+    async def query(request: Request) -> Response:
+        try:
+            data = await _body(request)
+            rows = await run_in_threadpool(
+                store.query, data["sql"], data.get("params"), data.get("settings")
+            )
+        except StoreUnavailable as exc:
+            return _json_error(str(exc), 503)
+        except (StoreError, ValueError) as exc:
+            return _json_error(str(exc), 400)
+        return Response(table_to_ipc(rows.table), media_type="application/vnd.apache.arrow.stream")
+
+    async def command(request: Request) -> Response:
+        try:
+            data = await _body(request)
+            await run_in_threadpool(
+                store.command, data["sql"], data.get("params"), data.get("settings")
+            )
+        except StoreUnavailable as exc:
+            return _json_error(str(exc), 503)
+        except (StoreError, ValueError) as exc:
+            return _json_error(str(exc), 400)
+        return JSONResponse({"ok": True})
+
+    async def insert(request: Request) -> Response:
+        try:
+            table = ipc_to_table(await request.body())
+            token = request.headers.get("x-dedup-token") or None
+            await run_in_threadpool(store.insert, request.headers["x-table"], table, token)
+        except StoreUnavailable as exc:
+            return _json_error(str(exc), 503)
+        except (StoreError, ValueError, KeyError, pa.ArrowInvalid) as exc:
+            return _json_error(str(exc), 400)
+        return JSONResponse({"ok": True})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    return [
+        Route("/store/query", query, methods=["POST"]),
+        Route("/store/command", command, methods=["POST"]),
+        Route("/store/insert", insert, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]

@@ -1,0 +1,74 @@
+"""Apply `schema.sql` idempotently, and migrate existing data between schema versions.
+
+`schema.sql` always describes the current schema (every statement `IF NOT EXISTS`), so a new
+store gets it whole. An existing store at an older version first runs the migrations above its
+version, in order; then `schema.sql` adds whatever is new. Retention TTLs follow the config.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from importlib import resources
+
+from store.base import Store
+
+# version -> statements that bring a store at version-1 up to version. Append, never edit.
+MIGRATIONS: dict[int, list[str]] = {}
+SCHEMA_VERSION = 1
+
+_PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+
+
+def schema_text() -> str:
+    return resources.files("store").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def statements(values: Mapping[str, int], text: str | None = None) -> list[str]:
+    """The schema's statements with `{{name}}` placeholders filled from validated integers."""
+    text = schema_text() if text is None else text
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("--")]
+    body = "\n".join(line.split(" --", 1)[0].rstrip() for line in lines)
+
+    def fill(match: re.Match[str]) -> str:
+        value = values[match.group(1)]
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"schema placeholder {match.group(1)} must be an integer")
+        return str(value)
+
+    return [_PLACEHOLDER.sub(fill, s).strip() for s in body.split(";\n") if s.strip(" ;\n")]
+
+
+def current_version(store: Store) -> int:
+    exists = store.query(
+        "SELECT count() FROM system.tables WHERE database = currentDatabase() "
+        "AND name = 'schema_version'"
+    ).scalar()
+    if not exists:
+        return 0
+    return int(store.query("SELECT max(version) FROM schema_version").scalar() or 0)
+
+
+def apply(
+    store: Store, values: Mapping[str, int], progress: Callable[[str], None] | None = None
+) -> int:
+    """Bring the store to SCHEMA_VERSION; returns the version it was at before."""
+    say = progress or (lambda _msg: None)
+    before = current_version(store)
+    if before > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the store is at schema version {before}, newer than this firstparty "
+            f"({SCHEMA_VERSION}); upgrade firstparty instead of downgrading the store"
+        )
+    if before:
+        for version in range(before + 1, SCHEMA_VERSION + 1):
+            say(f"migrating the store to schema version {version}")
+            for sql in MIGRATIONS.get(version, []):
+                store.command(sql)
+    for sql in statements(values):
+        store.command(sql.rstrip(";"))
+    if before != SCHEMA_VERSION:
+        store.command(
+            "INSERT INTO schema_version (version) VALUES ({v:UInt32})", {"v": SCHEMA_VERSION}
+        )
+    return before

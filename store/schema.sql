@@ -1,0 +1,131 @@
+-- firstparty: the one ClickHouse schema, used unchanged by the embedded engine and a server.
+-- Applied idempotently at start-up (store/schema.py). Statements are separated by lines that
+-- hold only `;`-terminated statements; `{{name}}` placeholders are filled from the validated
+-- configuration (integers only), never from request data.
+-- Privacy (DESIGN.md section 3): no column holds a raw IP, a raw user agent or a raw device ID.
+
+CREATE TABLE IF NOT EXISTS schema_version (
+    version UInt32,
+    applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = MergeTree ORDER BY version;
+
+-- Raw events, anonymised at ingestion, kept for `raw_retention_days`.
+CREATE TABLE IF NOT EXISTS events (
+    site_id LowCardinality(String),
+    timestamp DateTime64(3, 'UTC'),
+    name LowCardinality(String),
+    visitor_id UInt64,            -- keyed hash with a salt destroyed after the day (pseudonymous)
+    visitor_kind Enum8('cookieless' = 1, 'device' = 2),
+    session_id UInt64,            -- assigned by the single writer (30-minute inactivity)
+    hostname LowCardinality(String),
+    pathname String,              -- path only; query strings stripped, IDs redacted
+    referrer String,              -- scheme+host+path, no query string
+    referrer_source LowCardinality(String),
+    channel LowCardinality(String),
+    utm_source String,
+    utm_medium String,
+    utm_campaign String,
+    utm_content String,
+    utm_term String,
+    click_id LowCardinality(String), -- which click-ID parameter was present (flag), never its value
+    country_code LowCardinality(String),
+    region LowCardinality(String),
+    ip_prefix String,             -- truncated network (e.g. 203.0.113.0/24), empty unless policy keeps it
+    browser LowCardinality(String),
+    browser_version LowCardinality(String),
+    os LowCardinality(String),
+    os_version LowCardinality(String),
+    device LowCardinality(String),
+    interactive UInt8,
+    engagement_ms UInt32,
+    scroll_depth UInt8,           -- 0-100, 255 when unknown
+    props Map(String, String)
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (site_id, toDate(timestamp), name, visitor_id, timestamp)
+TTL toDateTime(timestamp) + INTERVAL {{raw_retention_days}} DAY
+SETTINGS non_replicated_deduplication_window = 10000, index_granularity = 8192;
+
+-- Sessions, folded from events by a materialized view (so an event insert and its session
+-- update are one insert, deduplicated together).
+CREATE TABLE IF NOT EXISTS sessions (
+    site_id LowCardinality(String),
+    session_id UInt64,
+    visitor_id SimpleAggregateFunction(any, UInt64),
+    start SimpleAggregateFunction(min, DateTime64(3, 'UTC')),
+    end SimpleAggregateFunction(max, DateTime64(3, 'UTC')),
+    pageviews SimpleAggregateFunction(sum, UInt64),
+    events SimpleAggregateFunction(sum, UInt64),
+    interactive_events SimpleAggregateFunction(sum, UInt64),
+    entry_page AggregateFunction(argMin, String, DateTime64(3, 'UTC')),
+    exit_page AggregateFunction(argMax, String, DateTime64(3, 'UTC')),
+    hostname SimpleAggregateFunction(any, LowCardinality(String)),
+    referrer SimpleAggregateFunction(any, String),
+    referrer_source SimpleAggregateFunction(any, LowCardinality(String)),
+    channel SimpleAggregateFunction(any, LowCardinality(String)),
+    utm_source SimpleAggregateFunction(any, String),
+    utm_medium SimpleAggregateFunction(any, String),
+    utm_campaign SimpleAggregateFunction(any, String),
+    utm_content SimpleAggregateFunction(any, String),
+    utm_term SimpleAggregateFunction(any, String),
+    country_code SimpleAggregateFunction(any, LowCardinality(String)),
+    region SimpleAggregateFunction(any, LowCardinality(String)),
+    browser SimpleAggregateFunction(any, LowCardinality(String)),
+    browser_version SimpleAggregateFunction(any, LowCardinality(String)),
+    os SimpleAggregateFunction(any, LowCardinality(String)),
+    os_version SimpleAggregateFunction(any, LowCardinality(String)),
+    device SimpleAggregateFunction(any, LowCardinality(String))
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(start)
+ORDER BY (site_id, session_id)
+TTL toDateTime(start) + INTERVAL {{raw_retention_days}} DAY
+SETTINGS non_replicated_deduplication_window = 10000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS sessions_mv TO sessions AS
+SELECT
+    site_id,
+    session_id,
+    any(visitor_id) AS visitor_id,
+    min(timestamp) AS start,
+    max(timestamp) AS end,
+    countIf(name = 'pageview') AS pageviews,
+    count() AS events,
+    countIf(interactive = 1 AND name != 'pageview' AND name != 'engagement') AS interactive_events,
+    argMinStateIf(pathname, timestamp, name = 'pageview') AS entry_page,
+    argMaxStateIf(pathname, timestamp, name = 'pageview') AS exit_page,
+    argMin(hostname, timestamp) AS hostname,
+    argMin(referrer, timestamp) AS referrer,
+    argMin(referrer_source, timestamp) AS referrer_source,
+    argMin(channel, timestamp) AS channel,
+    argMin(utm_source, timestamp) AS utm_source,
+    argMin(utm_medium, timestamp) AS utm_medium,
+    argMin(utm_campaign, timestamp) AS utm_campaign,
+    argMin(utm_content, timestamp) AS utm_content,
+    argMin(utm_term, timestamp) AS utm_term,
+    argMin(country_code, timestamp) AS country_code,
+    argMin(region, timestamp) AS region,
+    argMin(browser, timestamp) AS browser,
+    argMin(browser_version, timestamp) AS browser_version,
+    argMin(os, timestamp) AS os,
+    argMin(os_version, timestamp) AS os_version,
+    argMin(device, timestamp) AS device
+FROM events
+GROUP BY site_id, session_id;
+
+-- Daily visitor salts (hex of 16 CSPRNG bytes). At most today's and yesterday's exist; older
+-- ones are deleted by the salt keeper, and the audit checks it.
+CREATE TABLE IF NOT EXISTS salts (
+    day Date,
+    salt String,
+    created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = MergeTree ORDER BY day
+SETTINGS old_parts_lifetime = 1;
+
+-- Stats API keys: only a SHA-256 of the (high-entropy, random) key is kept.
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_hash String,
+    prefix String,
+    sites Array(String),
+    created_at DateTime64(3, 'UTC') DEFAULT now64(3),
+    revoked UInt8 DEFAULT 0
+) ENGINE = ReplacingMergeTree ORDER BY key_hash;

@@ -1,0 +1,154 @@
+"""Shared fixtures: a real ClickHouse engine (chDB, or a server when CLICKHOUSE_URL is set) and
+a real `firstparty serve` process on a free port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from firstparty.config import parse
+from firstparty.server import schema_values
+from store import open_owner
+from store import schema as schema_mod
+from store.base import Store
+
+SITE_CONFIG = """
+[[site]]
+domain = "example.com"
+
+[[site]]
+domain = "shop.example.org"
+hostnames = ["shop.example.org"]
+"""
+
+
+def store_urls(engine_dir: Path) -> list[str]:
+    urls = [f"chdb://{engine_dir}?database=t_{uuid.uuid4().hex[:12]}"]
+    server = os.environ.get("CLICKHOUSE_URL")
+    if server:
+        base = server.rstrip("/").rsplit("/", 1)[0] if server.count("/") > 2 else server
+        urls.append(f"{base}/t_{uuid.uuid4().hex[:12]}")
+    return urls
+
+
+@pytest.fixture(scope="session")
+def engine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedded engine per test process (chDB admits one engine path per process)."""
+    return tmp_path_factory.mktemp("engine") / "clickhouse"
+
+
+@pytest.fixture(params=["chdb", "server"])
+def store(request: pytest.FixtureRequest, engine_dir: Path) -> Iterator[Store]:
+    """A fresh database with the schema applied, on every available backend."""
+    if request.param == "server" and not os.environ.get("CLICKHOUSE_URL"):
+        pytest.skip("set CLICKHOUSE_URL=clickhouse://user:pass@host:8123 to test a server")
+    url = store_urls(engine_dir)[0 if request.param == "chdb" else 1]
+    s = open_owner(url)
+    schema_mod.apply(s, schema_values(parse(SITE_CONFIG, env={})))
+    yield s
+    s.command(f"DROP DATABASE IF EXISTS {url.rsplit('=', 1)[-1].rsplit('/', 1)[-1]}")
+    s.close()
+
+
+@dataclass
+class Server:
+    url: str
+    root: Path
+    config: Path
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log: Path
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "firstparty", *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> str:
+        """Stop the server (SIGTERM by default) and return everything it printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.output()
+
+
+def start_server(
+    root: Path,
+    config_text: str = SITE_CONFIG,
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> Server:
+    """Start `firstparty serve --port 0` in `root`; output goes to `root/server.log`."""
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "firstparty.toml"
+    config.write_text(config_text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIRSTPARTY_")}
+    env.update(
+        {
+            "FIRSTPARTY_CONFIG": str(config),
+            "FIRSTPARTY_STORE": f"chdb://{root / 'data' / 'clickhouse'}",
+            "FIRSTPARTY_SERVER_DATA_DIR": str(root / "data"),
+            **(extra_env or {}),
+        }
+    )
+    log = root / "server.log"
+    offset = log.stat().st_size if log.exists() else 0
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "firstparty", "serve", "--port", "0", "--workers", str(workers)],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    url = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = log.read_text(errors="replace")
+        match = re.search(r"serving on (http://\S+?)/? ", text[offset:])
+        if match:
+            url = match.group(1).rstrip("/")
+            break
+        time.sleep(0.05)
+    if url is None:
+        proc.kill()
+        proc.wait()
+        raise RuntimeError("server did not start:\n" + log.read_text(errors="replace"))
+    for _ in range(100):
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return Server(url=url, root=root, config=config, process=proc, env=env, log=log)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """A real `firstparty serve` (one HTTP worker) on a free port, with its own data dir."""
+    srv = start_server(tmp_path / "srv")
+    yield srv
+    srv.stop()
