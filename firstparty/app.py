@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from collector.app import event_routes
-from dashboards.api import query_routes
+from dashboards.routes import routes as dashboard_routes
 from firstparty.config import Config
 from ingest.ingestor import Ingestor
 from ingest.salts import SaltKeeper
@@ -59,7 +59,7 @@ def build_app(
 
     routes = [
         *event_routes(config, ingestor, clock),
-        *query_routes(astore),
+        *dashboard_routes(config, astore),
         Route("/healthz", healthz, methods=["GET"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

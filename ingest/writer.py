@@ -7,12 +7,27 @@ import logging
 import threading
 from pathlib import Path
 
-from ingest.event import to_arrow
+from ingest.event import Event, to_arrow
 from ingest.sessions import RECENT_SESSIONS_SQL, Sessionizer
 from ingest.spool import decode, read_segment, seal_orphans, sealed_segments
 from store.base import Store, StoreError
 
 log = logging.getLogger("firstparty.writer")
+
+
+def insert_events(
+    store: Store,
+    events: list[Event],
+    sessions: Sessionizer,
+    token: str | None = None,
+    prev_ids: list[int] | None = None,
+) -> None:
+    """Assign sessions (in time order) and insert one columnar batch with a dedup token."""
+    order = sorted(range(len(events)), key=lambda i: events[i].timestamp)
+    for i in order:
+        sessions.assign(events[i], prev_ids[i] if prev_ids else 0)
+    if events:
+        store.insert("events", to_arrow([events[i] for i in order]), dedup_token=token)
 
 
 class Writer:
@@ -46,12 +61,9 @@ class Writer:
                     result.bad_bytes,
                     len(result.records),
                 )
-            decoded = sorted((decode(r) for r in result.records), key=lambda e: e[0].timestamp)
-            for event, prev in decoded:
-                self.sessions.assign(event, prev)
+            decoded = [decode(r) for r in result.records]
             events = [event for event, _ in decoded]
-            if events:
-                self.store.insert("events", to_arrow(events), dedup_token=path.name)
+            insert_events(self.store, events, self.sessions, path.name, [p for _, p in decoded])
             path.unlink()
             total += len(events)
         self.inserted += total
