@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 from starlette.concurrency import run_in_threadpool
 
-from ingest.event import Event
 from ingest.hit import Hit
 from ingest.pipeline import Dropped, Pipeline
 from ingest.spool import SpoolWriter, encode
@@ -26,7 +25,7 @@ class Ingestor:
             if isinstance(result, Dropped):
                 reasons.append(result.reason)
             else:
-                records.append(encode(result))
+                records.append(encode(result.event, result.prev_visitor_id))
                 reasons.append(None)
         if records:
             self.spool.append(records)
@@ -34,6 +33,3 @@ class Ingestor:
 
     async def submit(self, hits: Sequence[Hit]) -> list[str | None]:
         return await run_in_threadpool(self.submit_sync, hits)
-
-
-__all__ = ["Event", "Ingestor"]

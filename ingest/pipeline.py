@@ -21,6 +21,14 @@ class Dropped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event: Event
+    # The visitor hash under the previous day's salt, set just after midnight so the writer can
+    # continue a session that spans it; 0 otherwise. Spooled, never stored in a table.
+    prev_visitor_id: int = 0
+
+
 class Pipeline:
     def __init__(self, steps: Sequence[tuple[str, Step]]) -> None:
         self.steps = list(steps)
@@ -31,7 +39,7 @@ class Pipeline:
     def names(self) -> list[str]:
         return [name for name, _ in self.steps]
 
-    def process(self, hit: Hit) -> Event | Dropped:
+    def process(self, hit: Hit) -> Accepted | Dropped:
         event = Event(site_id=hit.domain, timestamp=hit.received_at, name=hit.name, visitor_id=0)
         for _name, step in self.steps:
             reason = step(hit, event)
@@ -39,4 +47,4 @@ class Pipeline:
                 self.dropped[reason] += 1
                 return Dropped(reason)
         self.accepted += 1
-        return event
+        return Accepted(event)
