@@ -158,6 +158,12 @@ def _section(source: str, name: str, cls: type[Any], raw: Any, env: Mapping[str,
 
 def _check(config: Config) -> None:
     src = config.source
+    from store.url import parse_store_url
+
+    try:
+        parse_store_url(config.store)
+    except ValueError as exc:
+        raise _fail(src, "store", str(exc)) from None
     p = config.privacy
     if not 8 <= p.ipv4_prefix <= 24:
         raise _fail(src, "privacy.ipv4_prefix", f"must be between 8 and 24, got {p.ipv4_prefix}")

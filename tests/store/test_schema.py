@@ -1,0 +1,75 @@
+"""schema.sql is applied idempotently, versioned, and matches the Python types that write it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from firstparty.config import parse
+from firstparty.server import schema_values
+from ingest.event import ARROW_SCHEMA, COLUMNS, Event
+from store import schema as schema_mod
+from store.base import Store
+
+
+def tables(store: Store) -> set[str]:
+    return set(
+        store.query("SELECT name FROM system.tables WHERE database = currentDatabase()").column(
+            "name"
+        )
+    )
+
+
+def test_applying_twice_changes_nothing(store: Store) -> None:
+    before = tables(store)
+    assert schema_mod.apply(store, schema_values(parse("", env={}))) == schema_mod.SCHEMA_VERSION
+    assert tables(store) == before
+    assert store.query("SELECT count() FROM schema_version").scalar() == 1
+    assert {"events", "sessions", "salts", "schema_version"} <= before
+
+
+def test_migrations_run_in_order_on_an_older_store(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    version = schema_mod.SCHEMA_VERSION
+    store.command(
+        "CREATE TABLE IF NOT EXISTS migration_probe (step UInt32) ENGINE = MergeTree ORDER BY step"
+    )
+    monkeypatch.setattr(schema_mod, "SCHEMA_VERSION", version + 2)
+    monkeypatch.setattr(
+        schema_mod,
+        "MIGRATIONS",
+        {
+            version + 1: ["INSERT INTO migration_probe VALUES (1)"],
+            version + 2: ["INSERT INTO migration_probe VALUES (2)"],
+        },
+    )
+    assert schema_mod.apply(store, schema_values(parse("", env={}))) == version
+    assert store.query(
+        "SELECT groupArray(step) FROM (SELECT step FROM migration_probe ORDER BY step)"
+    ).scalar() == [1, 2]
+    assert schema_mod.current_version(store) == version + 2
+
+
+def test_a_newer_store_is_refused_with_a_clear_message(store: Store) -> None:
+    store.command("INSERT INTO schema_version (version) VALUES (999)")
+    with pytest.raises(RuntimeError, match="newer than this firstparty"):
+        schema_mod.apply(store, schema_values(parse("", env={})))
+
+
+def test_retention_placeholders_follow_the_config(store: Store) -> None:
+    config = parse("[privacy]\nraw_retention_days = 7\n", env={})
+    ddl = "\n".join(schema_mod.statements(schema_values(config)))
+    assert "INTERVAL 7 DAY" in ddl
+    assert "{{" not in ddl
+
+
+def test_the_event_type_mirrors_the_live_events_table(store: Store) -> None:
+    live = store.query(
+        "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'events' "
+        "ORDER BY position"
+    ).column("name")
+    assert list(COLUMNS) == live
+    assert [f.name for f in ARROW_SCHEMA] == live
+    assert [f.name for f in dataclasses.fields(Event)] == live

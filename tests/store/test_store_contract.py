@@ -1,0 +1,138 @@
+"""The store contract, run against every available backend (chDB always; a server with
+CLICKHOUSE_URL), and through the admin socket of a running server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from store import StoreBusy, StoreError, batch, connect
+from store.base import Store
+from store.remote import RemoteStore
+from store.url import parse_store_url
+from tests.conftest import Server
+
+SCHEMA = pa.schema([("k", pa.string()), ("n", pa.uint64()), ("at", pa.timestamp("ms", tz="UTC"))])
+
+
+def make_table(store: Store) -> None:
+    store.command("DROP TABLE IF EXISTS contract")
+    store.command(
+        "CREATE TABLE contract (k String, n UInt64, at DateTime64(3, 'UTC')) "
+        "ENGINE = MergeTree ORDER BY k SETTINGS non_replicated_deduplication_window = 100"
+    )
+
+
+def rows(n: int, prefix: str = "k") -> pa.Table:
+    at = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    return batch(
+        {"k": [f"{prefix}{i}" for i in range(n)], "n": list(range(n)), "at": [at] * n}, SCHEMA
+    )
+
+
+def exercise(store: Store) -> None:
+    make_table(store)
+    store.insert("contract", rows(1000))
+    assert store.query("SELECT count() AS c, sum(n) AS s FROM contract").dicts() == [
+        {"c": 1000, "s": sum(range(1000))}
+    ]
+    # Parameters are bound server-side: a hostile value is a literal, never SQL.
+    hostile = "k1' OR 1=1 --"
+    assert (
+        store.query("SELECT count() FROM contract WHERE k = {k:String}", {"k": hostile}).scalar()
+        == 0
+    )
+    assert (
+        store.query("SELECT count() FROM contract WHERE k = {k:String}", {"k": "k1"}).scalar() == 1
+    )
+    # Dates and datetimes round-trip as parameters and as results.
+    got = store.query(
+        "SELECT at FROM contract WHERE at >= {since:DateTime64(3, 'UTC')} LIMIT 1",
+        {"since": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+    ).scalar()
+    assert got == dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    # The same dedup token twice stores the batch once; a new token stores it again.
+    store.insert("contract", rows(10, "d"), dedup_token="batch-1")
+    store.insert("contract", rows(10, "d"), dedup_token="batch-1")
+    assert store.query("SELECT count() FROM contract WHERE k LIKE 'd%'").scalar() == 10
+    store.insert("contract", rows(10, "d"), dedup_token="batch-2")
+    assert store.query("SELECT count() FROM contract WHERE k LIKE 'd%'").scalar() == 20
+    # Errors are ours, with the engine's message and no stack trace.
+    with pytest.raises(StoreError, match="UNKNOWN_TABLE|Unknown table"):
+        store.query("SELECT * FROM no_such_table")
+    result = store.query("SELECT k, n FROM contract WHERE k LIKE 'k%' ORDER BY n LIMIT 2")
+    assert result.columns == ["k", "n"]
+    assert result.tuples() == [("k0", 0), ("k1", 1)]
+    assert result.column("n") == [0, 1]
+    assert result.dicts() == [{"k": "k0", "n": 0}, {"k": "k1", "n": 1}]
+    store.command("DROP TABLE contract")
+
+
+def test_contract_on_every_backend(store: Store) -> None:
+    exercise(store)
+
+
+def test_contract_through_the_admin_socket_of_a_running_server(server: Server) -> None:
+    remote = connect(server.env["FIRSTPARTY_STORE"])
+    try:
+        assert isinstance(remote, RemoteStore)
+        exercise(remote)
+    finally:
+        remote.close()
+
+
+def test_a_second_process_gets_a_clear_error_when_the_engine_is_held(tmp_path: Path) -> None:
+    url = f"chdb://{tmp_path / 'clickhouse'}"
+    code = (
+        "import sys, time\n"
+        "from store import open_owner\n"
+        f"s = open_owner({url!r})\n"
+        "print('open', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreBusy, match=r"in use by another process \(pid \d+\)"):
+            connect(url)
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "database", "host", "port"),
+    [
+        ("chdb://./data/clickhouse", "chdb", "firstparty", "", 8123),
+        ("chdb:///var/lib/fp?database=analytics", "chdb", "analytics", "", 8123),
+        (
+            "clickhouse://u:p%40ss@ch.internal:9000/stats",
+            "clickhouse",
+            "stats",
+            "ch.internal",
+            9000,
+        ),
+        ("clickhouse://ch", "clickhouse", "firstparty", "ch", 8123),
+        ("clickhouses://ch/db", "clickhouse", "db", "ch", 8443),
+    ],
+)
+def test_store_urls(url: str, kind: str, database: str, host: str, port: int) -> None:
+    target = parse_store_url(url)
+    assert (target.kind, target.database, target.host, target.port) == (kind, database, host, port)
+    assert "p@ss" not in target.redacted()
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://x", "chdb://", "clickhouse:///db", "chdb://x?database=a;b"]
+)
+def test_bad_store_urls_say_what_is_supported(url: str) -> None:
+    with pytest.raises(ValueError, match="store URL"):
+        parse_store_url(url)
