@@ -63,7 +63,7 @@ def exercise(store: Store) -> None:
     store.insert("contract", rows(10, "d"), dedup_token="batch-2")
     assert store.query("SELECT count() FROM contract WHERE k LIKE 'd%'").scalar() == 20
     # Errors are ours, with the engine's message and no stack trace.
-    with pytest.raises(StoreError, match="UNKNOWN_TABLE|Unknown table"):
+    with pytest.raises(StoreError, match=r"UNKNOWN_TABLE|Unknown table"):
         store.query("SELECT * FROM no_such_table")
     result = store.query("SELECT k, n FROM contract WHERE k LIKE 'k%' ORDER BY n LIMIT 2")
     assert result.columns == ["k", "n"]
