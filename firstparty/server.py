@@ -61,6 +61,9 @@ def _worker_main(config: Config, sock: socket.socket, index: int) -> None:
         lifespan="on",
         timeout_graceful_shutdown=20,
         server_header=False,
+        # The collector decides from `[server] trusted_proxies` (collector/clientip.py); uvicorn
+        # would otherwise trust X-Forwarded-For from 127.0.0.1 and hide the real peer.
+        proxy_headers=False,
     )
     uvicorn.Server(uv).run(sockets=[sock])
     store.close()
