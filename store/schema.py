@@ -67,6 +67,10 @@ def apply(
                 store.command(sql)
     for sql in statements(values):
         store.command(sql.rstrip(";"))
+    from store import retention  # TTLs of existing tables follow the config
+
+    for change in retention.sync(store, values):
+        say(change)
     if before != SCHEMA_VERSION:
         store.command(
             "INSERT INTO schema_version (version) VALUES ({v:UInt32})", {"v": SCHEMA_VERSION}
