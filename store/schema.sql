@@ -129,3 +129,40 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at DateTime64(3, 'UTC') DEFAULT now64(3),
     revoked UInt8 DEFAULT 0
 ) ENGINE = ReplacingMergeTree ORDER BY key_hash;
+
+-- Dashboard users. Passwords as argon2id hashes only. A change (role, password, removal) is a
+-- new row with a higher `version`; reads use FINAL. Removal keeps a tombstone (`deleted = 1`).
+CREATE TABLE IF NOT EXISTS users (
+    email String,
+    role LowCardinality(String),   -- viewer, privacy, admin
+    password_hash String,          -- argon2id (memory-hard), never the password
+    sites Array(String),           -- empty: every configured site
+    created_at DateTime64(3, 'UTC') DEFAULT now64(3),
+    deleted UInt8 DEFAULT 0,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version) ORDER BY email;
+
+-- Dashboard sessions: the signed cookie carries a random session ID; only its SHA-256 is kept
+-- here, so logout and user removal end a session even though the cookie is still validly signed.
+CREATE TABLE IF NOT EXISTS dashboard_sessions (
+    sid_hash String,
+    email String,
+    created_at DateTime64(3, 'UTC') DEFAULT now64(3),
+    expires_at DateTime64(3, 'UTC'),
+    revoked UInt8 DEFAULT 0,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version) ORDER BY sid_hash
+TTL toDateTime(expires_at) + INTERVAL 1 DAY;
+
+-- Read-only share links for one site: only a SHA-256 of the random token is kept.
+CREATE TABLE IF NOT EXISTS share_links (
+    token_hash String,
+    link_id String,                -- the hash's first 12 hex digits: names the link in lists
+    site_id String,
+    label String,
+    created_by String,
+    created_at DateTime64(3, 'UTC') DEFAULT now64(3),
+    expires_at Nullable(DateTime64(3, 'UTC')),
+    revoked UInt8 DEFAULT 0,
+    version UInt64
+) ENGINE = ReplacingMergeTree(version) ORDER BY token_hash;
