@@ -14,8 +14,22 @@ from importlib import resources
 from store.base import Store
 
 # version -> statements that bring a store at version-1 up to version. Append, never edit.
-MIGRATIONS: dict[int, list[str]] = {}
-SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, list[str]] = {
+    # 2: salts get a partition per day (destroyed by DROP PARTITION) and fast part cleanup.
+    # Re-runnable: a crash between EXCHANGE and the last DROP leaves the old copy in salts_v2.
+    2: [
+        "DROP TABLE IF EXISTS salts_v2 SYNC",
+        "CREATE TABLE salts_v2 (day Date, salt String, "
+        "created_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = MergeTree PARTITION BY day ORDER BY day "
+        "SETTINGS old_parts_lifetime = 1, cleanup_delay_period = 1, "
+        "max_cleanup_delay_period = 1, cleanup_delay_period_random_add = 0",
+        "INSERT INTO salts_v2 SELECT day, salt, created_at FROM salts",
+        "EXCHANGE TABLES salts AND salts_v2",
+        "DROP TABLE salts_v2 SYNC",
+    ],
+}
+SCHEMA_VERSION = 2
 
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 

@@ -113,13 +113,37 @@ FROM events
 GROUP BY site_id, session_id;
 
 -- Daily visitor salts (hex of 16 CSPRNG bytes). At most today's and yesterday's exist; older
--- ones are deleted by the salt keeper, and the audit checks it.
+-- ones are destroyed by the salt keeper (ingest/salts.py), and the audit checks it. One
+-- partition per day, so destruction is DROP PARTITION (the data part goes at once), and the
+-- cleanup settings remove any outdated part within seconds, not the default minutes.
 CREATE TABLE IF NOT EXISTS salts (
     day Date,
     salt String,
     created_at DateTime64(3, 'UTC') DEFAULT now64(3)
-) ENGINE = MergeTree ORDER BY day
-SETTINGS old_parts_lifetime = 1;
+) ENGINE = MergeTree PARTITION BY day ORDER BY day
+SETTINGS old_parts_lifetime = 1, cleanup_delay_period = 1, max_cleanup_delay_period = 1,
+    cleanup_delay_period_random_add = 0;
+
+-- Device-ID keys (hex of 16 CSPRNG bytes), one per rotation period of
+-- `privacy.visitor_id_rotation`; destroyed like the salts once their period has ended.
+CREATE TABLE IF NOT EXISTS device_keys (
+    rotation LowCardinality(String), -- daily, weekly, monthly, 13months
+    period Date,                     -- first day of the period the key covers
+    key String,
+    created_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = MergeTree PARTITION BY (rotation, period) ORDER BY (rotation, period)
+SETTINGS old_parts_lifetime = 1, cleanup_delay_period = 1, max_cleanup_delay_period = 1,
+    cleanup_delay_period_random_add = 0;
+
+-- When each salt and device key was created and destroyed: TIMES ONLY, never a value. Read by
+-- the audit and `dsr explain`.
+CREATE TABLE IF NOT EXISTS salt_log (
+    kind LowCardinality(String),     -- visitor_salt or device_key
+    rotation LowCardinality(String), -- daily for salts
+    period Date,                     -- the day (salt) or first day of the period (device key)
+    action LowCardinality(String),   -- created or destroyed
+    at DateTime64(3, 'UTC')
+) ENGINE = MergeTree ORDER BY (kind, period, at);
 
 -- Stats API keys: only a SHA-256 of the (high-entropy, random) key is kept.
 CREATE TABLE IF NOT EXISTS api_keys (
