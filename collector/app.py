@@ -1,14 +1,26 @@
-"""The HTTP edge: `POST /api/event` turns a request into validated `Hit`s and hands them on."""
+"""The HTTP edge: `POST /api/event` turns a request into validated `Hit`s and hands them on.
+
+This is the hot path, so it stays thin: read a bounded body, parse, build Hits, submit. The
+tracker variants and the opt-out page are read once at start-up and served from memory.
+"""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-from collections.abc import Callable
-from importlib import resources
+import gzip
+import hashlib
+import logging
+import re
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
+from starlette.types import Receive, Scope, Send
 
 from collector.clientip import client_ip, parse_networks
 from collector.payload import PayloadError, parse_payload
@@ -16,8 +28,19 @@ from firstparty.config import Config
 from ingest.hit import Hit
 from ingest.ingestor import Ingestor
 
+log = logging.getLogger("firstparty.collector")
+
 ACCEPTED_TYPES = ("application/json", "text/plain")
 CORS = {"access-control-allow-origin": "*"}
+SCRIPT_CACHE = "public, max-age=3600, stale-while-revalidate=86400"
+# Extension aliases a site may put in the script name, in any order (`script.<ext>.<ext>.js`).
+EXTENSIONS = ("file-downloads", "outbound-links", "tagged-events")
+ALIASES = {"full": EXTENSIONS}
+SCRIPT_NAME = re.compile(r"script((?:\.[a-z0-9-]{1,30}){0,6})\.js")
+
+TRACKER_DIR = Path(__file__).resolve().parent / "tracker"
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class BodyTooLarge(Exception):
@@ -29,9 +52,9 @@ def error(message: str, status: int, headers: dict[str, str] | None = None) -> J
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """Read at most `limit` bytes, also for chunked bodies that declare no length."""
+    """Read at most `limit` bytes (plus one network chunk), also for chunked bodies."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
@@ -43,21 +66,131 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def guarded(handler: Handler) -> Handler:
+    """Turn an unexpected failure into a JSON 503 and a log line that holds no request data.
+
+    Only the exception type and the code path are logged: an exception message may quote
+    request data (an address, a URL), which must not reach a log. Exceptions that carry a
+    `retry_after` (the spool's quota) go on to the app's own handler.
+    """
+
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Exception as exc:
+            if isinstance(getattr(exc, "retry_after", None), int):
+                raise
+            frames = "".join(traceback.format_tb(exc.__traceback__))
+            log.error("collector: %s in %s\n%s", type(exc).__name__, request.url.path, frames)
+            return error(
+                "the event could not be processed; try again later", 503, {"retry-after": "5"}
+            )
+
+    return run
+
+
+class AnyMethod:
+    """An ASGI endpoint, so the Route admits every method and the handler answers each one."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.app = request_response(handler)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    body: bytes
+    gzipped: bytes
+    etag: str
+    media_type: str
+    headers: dict[str, str]
+
+    def response(self, request: Request) -> Response:
+        headers = {**self.headers, "etag": self.etag, "vary": "accept-encoding"}
+        if self.etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            headers["content-encoding"] = "gzip"
+            return Response(self.gzipped, media_type=self.media_type, headers=headers)
+        return Response(self.body, media_type=self.media_type, headers=headers)
+
+
+def asset(body: bytes, media_type: str, headers: dict[str, str]) -> Asset:
+    etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    return Asset(body, gzip.compress(body, 9, mtime=0), etag, media_type, headers)
+
+
+def load_scripts() -> dict[tuple[str, ...], Asset]:
+    """Every built variant, keyed by its sorted extension names."""
+    folder = TRACKER_DIR
+    scripts: dict[tuple[str, ...], Asset] = {}
+    for entry in folder.iterdir():
+        match = SCRIPT_NAME.fullmatch(entry.name)
+        if match:
+            key = tuple(sorted(p for p in match.group(1).split(".") if p))
+            scripts[key] = asset(
+                entry.read_bytes(),
+                "application/javascript",
+                {**CORS, "cache-control": SCRIPT_CACHE, "x-content-type-options": "nosniff"},
+            )
+    return scripts
+
+
+def script_key(name: str) -> tuple[str, ...] | None:
+    match = SCRIPT_NAME.fullmatch(name)
+    if match is None:
+        return None
+    parts: set[str] = set()
+    for part in (p for p in match.group(1).split(".") if p):
+        parts.update(ALIASES.get(part, (part,)))
+    return tuple(sorted(parts))
+
+
+def optout_page() -> Asset:
+    body = (TRACKER_DIR / "optout.html").read_bytes()
+    # Allow exactly the page's own inline script and style, nothing else.
+    script = re.search(rb"<script>(.*?)</script>", body, re.S)
+    style = re.search(rb"<style>(.*?)</style>", body, re.S)
+    digests = [
+        "'sha256-" + base64.b64encode(hashlib.sha256(m.group(1)).digest()).decode() + "'"
+        for m in (script, style)
+        if m
+    ]
+    csp = (
+        f"default-src 'none'; script-src {digests[0]}; style-src {digests[1]}; "
+        "frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+    )
+    return asset(
+        body,
+        "text/html; charset=utf-8",
+        {
+            "cache-control": "public, max-age=3600",
+            "content-security-policy": csp,
+            "x-content-type-options": "nosniff",
+            "referrer-policy": "no-referrer",
+        },
+    )
+
+
 def event_routes(
     config: Config, ingestor: Ingestor, clock: Callable[[], dt.datetime] | None = None
 ) -> list[Route]:
     trusted = parse_networks(config.server.trusted_proxies)
     limit = config.server.max_body_bytes
     now = clock or (lambda: dt.datetime.now(dt.UTC))
+    scripts = load_scripts()
+    optout = optout_page()
 
-    async def event(request: Request) -> Response:
+    async def accept(request: Request) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in ACCEPTED_TYPES:
             return error("Content-Type must be application/json or text/plain", 415)
         try:
             raw = await read_body(request, limit)
         except BodyTooLarge:
-            return error(f"the body is larger than {limit} bytes", 413)
+            return error(f"the body is larger than {limit} bytes", 413, {"connection": "close"})
         except ClientDisconnect:
             return error("the client disconnected before sending the whole body", 400)
         try:
@@ -69,6 +202,10 @@ def event_routes(
         if ip is None:
             return error("the client address could not be determined", 400)
         received = now()
+        headers = request.headers
+        user_agent = headers.get("user-agent", "")
+        dnt = headers.get("dnt") == "1"
+        gpc = headers.get("sec-gpc") == "1"
         hits = [
             Hit(
                 domain=domain,
@@ -77,7 +214,7 @@ def event_routes(
                 referrer=payload.referrer,
                 received_at=received,
                 ip=ip,
-                user_agent=request.headers.get("user-agent", ""),
+                user_agent=user_agent,
                 device_id=payload.device_id,
                 props=payload.props,
                 hash_mode=payload.hash_mode,
@@ -85,44 +222,49 @@ def event_routes(
                 engagement_ms=payload.engagement_ms,
                 scroll_depth=payload.scroll_depth,
                 tracker_version=payload.tracker_version,
-                dnt=request.headers.get("dnt") == "1",
-                gpc=request.headers.get("sec-gpc") == "1",
+                dnt=dnt,
+                gpc=gpc,
             )
             for domain in payload.domains
         ]
         reasons = await ingestor.submit(hits)
-        headers = dict(CORS)
+        out = dict(CORS)
         if all(r is not None for r in reasons):
-            headers["x-dropped"] = ",".join(sorted({str(r) for r in reasons}))
-        return Response(
-            b'{"ok":true}', status_code=202, media_type="application/json", headers=headers
-        )
+            out["x-dropped"] = ",".join(sorted({str(r) for r in reasons}))
+        return Response(b'{"ok":true}', status_code=202, media_type="application/json", headers=out)
 
-    async def preflight(request: Request) -> Response:
-        return Response(
-            status_code=204,
-            headers={
-                **CORS,
-                "access-control-allow-methods": "POST, OPTIONS",
-                "access-control-allow-headers": "content-type",
-                "access-control-max-age": "86400",
-            },
-        )
-
-    async def wrong_method(request: Request) -> Response:
+    @guarded
+    async def event(request: Request) -> Response:
+        # One route for every method, so even unusual methods get a JSON answer.
+        if request.method == "POST":
+            return await accept(request)
+        if request.method == "OPTIONS":
+            return Response(
+                status_code=204,
+                headers={
+                    **CORS,
+                    "access-control-allow-methods": "POST, OPTIONS",
+                    "access-control-allow-headers": "content-type",
+                    "access-control-max-age": "86400",
+                },
+            )
         return error("use POST to send events", 405, {"allow": "POST, OPTIONS"})
 
+    @guarded
     async def script(request: Request) -> Response:
-        body = resources.files("collector").joinpath("tracker/script.js").read_bytes()
-        return Response(
-            body,
-            media_type="application/javascript",
-            headers={"cache-control": "public, max-age=3600", **CORS},
-        )
+        key = script_key(request.path_params["name"])
+        found = scripts.get(key) if key is not None else None
+        if found is None:
+            known = ", ".join(sorted(EXTENSIONS))
+            return error(f"no such tracker variant; extensions are {known} (or full)", 404)
+        return found.response(request)
+
+    @guarded
+    async def optout_handler(request: Request) -> Response:
+        return optout.response(request)
 
     return [
-        Route("/api/event", event, methods=["POST"]),
-        Route("/api/event", preflight, methods=["OPTIONS"]),
-        Route("/api/event", wrong_method, methods=["GET", "PUT", "DELETE", "PATCH"]),
-        Route("/js/script.js", script, methods=["GET"]),
+        Route("/api/event", AnyMethod(event)),
+        Route("/js/{name:str}", script, methods=["GET"]),
+        Route("/optout", optout_handler, methods=["GET"]),
     ]

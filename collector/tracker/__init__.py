@@ -1,0 +1,1 @@
+"""The browser tracker: readable source in src/, built variants beside it (see build.py)."""
