@@ -57,6 +57,10 @@ data-update: $(STAMP)
 	$(BIN)/pip install --quiet --upgrade crawler-user-agents
 	$(BIN)/python -m ingest.data.update $(if $(SPAM_LIST),--spam-list $(SPAM_LIST))
 
+# Rebuild the tracker variants from collector/tracker/src (needs Node's npx; output is committed).
+tracker: $(STAMP)
+	$(BIN)/python collector/tracker/build.py
+
 bench: $(DEVSTAMP)
 	$(BIN)/python -m bench
 
