@@ -190,3 +190,57 @@ CREATE TABLE IF NOT EXISTS share_links (
     revoked UInt8 DEFAULT 0,
     version UInt64
 ) ENGINE = ReplacingMergeTree(version) ORDER BY token_hash;
+
+-- Usage data ("aggregates"), kept `aggregate_retention_months`: one row per site, hour,
+-- dimension and value, fed by a materialized view from every events insert. Visitor and visit
+-- counts are small HLL states (uniqCombined64(12): exact below about 200 distinct ids, then
+-- ~2% error), which make 30-day dashboards about 10x faster than raw scans. The dimension
+-- list must match dashboards/metrics.py ROLLUP_DIMENSIONS; dimension '' is the site total.
+CREATE TABLE IF NOT EXISTS rollup_hourly (
+    site_id LowCardinality(String),
+    hour DateTime('UTC'),
+    dimension LowCardinality(String),
+    value String,
+    visitors AggregateFunction(uniqCombined64(12), UInt64),
+    visits AggregateFunction(uniqCombined64(12), UInt64),
+    pageviews SimpleAggregateFunction(sum, UInt64),
+    events SimpleAggregateFunction(sum, UInt64)
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (site_id, dimension, hour, value)
+TTL hour + INTERVAL {{aggregate_retention_months}} MONTH
+SETTINGS non_replicated_deduplication_window = 10000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS rollup_hourly_mv TO rollup_hourly AS
+SELECT
+    site_id,
+    toStartOfHour(timestamp) AS hour,
+    dv.1 AS dimension,
+    dv.2 AS value,
+    uniqCombined64State(12)(visitor_id) AS visitors,
+    uniqCombined64State(12)(session_id) AS visits,
+    countIf(name = 'pageview') AS pageviews,
+    countIf(name != 'engagement') AS events
+FROM events
+ARRAY JOIN [
+        ('', ''),
+        ('page', pathname),
+        ('hostname', hostname),
+        ('name', name),
+        ('source', referrer_source),
+        ('channel', channel),
+        ('referrer', referrer),
+        ('utm_source', utm_source),
+        ('utm_medium', utm_medium),
+        ('utm_campaign', utm_campaign),
+        ('utm_content', utm_content),
+        ('utm_term', utm_term),
+        ('country', country_code),
+        ('region', region),
+        ('device', device),
+        ('browser', browser),
+        ('browser_version', browser_version),
+        ('os', os),
+        ('os_version', os_version)
+    ] AS dv
+GROUP BY site_id, hour, dimension, value;

@@ -1,0 +1,854 @@
+"""The query layer: a `QuerySpec` in, Plausible-shaped results out, from rollups or raw events.
+
+`run_query(store, config, spec)` is the one entry point for the Stats API (v2 and v1), the web
+dashboard's pages and their JSON twins. Plan:
+
+- event metrics (visitors, visits, pageviews, events) come from `rollup_hourly` when the query
+  allows it (at most one non-time dimension that the rollup holds, filters on that same
+  dimension only, hour-aligned range), else from raw `events`;
+- visit metrics (bounce rate, visit duration; any metric broken down by entry or exit page)
+  come from `sessions`, merged per session;
+- time on page and scroll depth come from raw events (engagement pings).
+
+Every value is a bound parameter; every identifier comes from `dashboards.metrics`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dashboards import filters as flt
+from dashboards.filters import Filter, Leaf, Params
+from dashboards.metrics import (
+    ABSOLUTE_CHANGE,
+    DIMENSIONS,
+    METRICS,
+    PROP_PREFIX,
+    ROLLUP_METRICS,
+    VISITORS_NOTE,
+    Dimension,
+    dimension,
+)
+from dashboards.periods import BUCKETS, Period, RangeError, auto_bucket, bucket_label, parse_range
+from dashboards.periods import time_labels as make_time_labels
+from dashboards.suppression import OTHER, Row, fold, withhold_small
+from firstparty.config import Config
+from store.base import Store
+
+# Every dashboard query is capped so that no request can stall the engine or exhaust memory.
+QUERY_SETTINGS: dict[str, Any] = {
+    "max_execution_time": 10,
+    "max_memory_usage": 2_000_000_000,
+    "timeout_overflow_mode": "throw",
+}
+MAX_ROWS = 100_000  # breakdown rows read back per query (the top ones by visitors)
+MAX_LIMIT = 10_000
+EVENT_METRICS = ("visitors", "visits", "pageviews", "events", "time_on_page")
+SESSION_METRICS = ("bounce_rate", "visit_duration")
+SOURCES = ("auto", "rollup", "raw")
+HOUR_TYPE = "DateTime('UTC')"
+DIRECT = "Direct / None"
+
+# Merged per-session columns: one row per visit, with its visit attributes.
+_VISIT_COLUMNS = (
+    "referrer",
+    "referrer_source",
+    "channel",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+    "country_code",
+    "region",
+    "browser",
+    "browser_version",
+    "os",
+    "os_version",
+    "device",
+)
+
+
+class QueryError(ValueError):
+    """The query is invalid; `field` names the request field, the message says why."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"`{field_name}`: {message}")
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class Include:
+    comparisons: bool = False
+    totals: bool = False
+    total_rows: bool = False
+    time_labels: bool = False
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    site_id: str
+    metrics: tuple[str, ...]
+    period: Period
+    dimensions: tuple[str, ...] = ()
+    filters: tuple[Filter, ...] = ()
+    order_by: tuple[tuple[str, str], ...] = ()
+    include: Include = field(default_factory=Include)
+    limit: int = MAX_LIMIT
+    offset: int = 0
+    source: str = "auto"  # "raw" / "rollup" force a path (tests and benchmarks compare them)
+    echo: dict[str, Any] = field(default_factory=dict)  # the request as given, for `query`
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+
+def _bool(include: dict[str, Any], name: str) -> bool:
+    value = include.get(name, False)
+    if not isinstance(value, bool):
+        raise QueryError(f"include.{name}", "must be true or false")
+    return value
+
+
+def parse_query(body: Any, config: Config, now: dt.datetime | None = None) -> QuerySpec:
+    """Validate a Stats API v2 request body; errors name the field and say why."""
+    now = now or dt.datetime.now(dt.UTC)
+    if not isinstance(body, dict):
+        raise QueryError("body", "must be a JSON object")
+    known = {
+        "site_id",
+        "metrics",
+        "date_range",
+        "dimensions",
+        "filters",
+        "order_by",
+        "include",
+        "pagination",
+        "source",
+    }
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise QueryError(unknown[0], "is not a known field; allowed: " + ", ".join(sorted(known)))
+    site = body.get("site_id")
+    if not isinstance(site, str) or not site:
+        raise QueryError("site_id", "is required: the site's domain, as a string")
+    if config.site(site) is None:
+        raise QueryError("site_id", f"{site!r} is not a configured site")
+    metrics = body.get("metrics")
+    if not isinstance(metrics, list) or not metrics:
+        raise QueryError("metrics", "must be a non-empty list of metric names")
+    for m in metrics:
+        if not isinstance(m, str) or m not in METRICS:
+            raise QueryError("metrics", f"unknown metric {m!r}; known: " + ", ".join(METRICS))
+    if len(set(metrics)) != len(metrics):
+        raise QueryError("metrics", "lists a metric twice")
+    if "date_range" not in body:
+        raise QueryError("date_range", 'is required, e.g. "7d" or ["2024-01-01", "2024-01-31"]')
+    try:
+        period = parse_range(body["date_range"], now)
+    except RangeError as exc:
+        raise QueryError("date_range", str(exc)) from None
+    dims = body.get("dimensions", [])
+    if not isinstance(dims, list) or not all(isinstance(d, str) for d in dims):
+        raise QueryError("dimensions", "must be a list of dimension names")
+    for d in dims:
+        if dimension(d) is None:
+            raise QueryError(
+                "dimensions",
+                f"unknown dimension {d!r}; known: "
+                + ", ".join([*DIMENSIONS, PROP_PREFIX + "<key>"]),
+            )
+    if len(set(dims)) != len(dims):
+        raise QueryError("dimensions", "lists a dimension twice")
+    if sum(1 for d in dims if d.startswith("time")) > 1:
+        raise QueryError("dimensions", "may hold only one time dimension")
+    raw_filters = body.get("filters", [])
+    if not isinstance(raw_filters, list):
+        raise QueryError("filters", "must be a list of filters")
+    try:
+        parsed = tuple(flt.parse(f, config.goals, f"[{i}]") for i, f in enumerate(raw_filters))
+    except flt.FilterError as exc:
+        raise QueryError("filters", str(exc)) from None
+    order = body.get("order_by", [])
+    if not isinstance(order, list):
+        raise QueryError("order_by", 'must be a list of [metric or dimension, "asc"|"desc"]')
+    order_by: list[tuple[str, str]] = []
+    for entry in order:
+        if (
+            not isinstance(entry, list)
+            or len(entry) != 2
+            or entry[1] not in ("asc", "desc")
+            or not isinstance(entry[0], str)
+        ):
+            raise QueryError("order_by", f'{entry!r} must be [name, "asc" or "desc"]')
+        if entry[0] not in metrics and entry[0] not in dims:
+            raise QueryError(
+                "order_by", f"{entry[0]!r} must be one of the query's metrics or dimensions"
+            )
+        order_by.append((entry[0], entry[1]))
+    include_raw = body.get("include", {})
+    if not isinstance(include_raw, dict):
+        raise QueryError("include", "must be an object")
+    unknown = sorted(
+        set(include_raw) - {"comparisons", "totals", "total_rows", "time_labels", "imports"}
+    )
+    if unknown:
+        raise QueryError(f"include.{unknown[0]}", "is not supported")
+    comparisons = include_raw.get("comparisons")
+    if comparisons not in (None, False):
+        if (
+            not (isinstance(comparisons, dict) and comparisons.get("mode") == "previous_period")
+            and comparisons is not True
+        ):
+            raise QueryError("include.comparisons", 'supports {"mode": "previous_period"}')
+    include = Include(
+        comparisons=comparisons not in (None, False),
+        totals=_bool(include_raw, "totals"),
+        total_rows=_bool(include_raw, "total_rows"),
+        time_labels=_bool(include_raw, "time_labels"),
+    )
+    if include.time_labels and not any(d.startswith("time") for d in dims):
+        raise QueryError("include.time_labels", "needs a time dimension")
+    pagination = body.get("pagination", {})
+    if not isinstance(pagination, dict):
+        raise QueryError("pagination", "must be an object with limit and offset")
+    limit = pagination.get("limit", MAX_LIMIT)
+    offset = pagination.get("offset", 0)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise QueryError("pagination.limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise QueryError("pagination.offset", "must be a whole number, 0 or more")
+    source = body.get("source", "auto")
+    if source not in SOURCES:
+        raise QueryError("source", "must be auto, rollup or raw")
+    spec = QuerySpec(
+        site_id=site,
+        metrics=tuple(metrics),
+        period=period,
+        dimensions=tuple(dims),
+        filters=parsed,
+        order_by=tuple(order_by),
+        include=include,
+        limit=limit,
+        offset=offset,
+        source=source,
+        echo={"date_range": body["date_range"], "filters": raw_filters},
+    )
+    check(spec)
+    return spec
+
+
+def check(spec: QuerySpec) -> None:
+    """Combinations the metrics need (shared by v1 and v2)."""
+    dims = [dimension(d) for d in spec.dimensions]
+    kinds = {d.kind for d in dims if d is not None}
+    has_goal = "goal" in kinds or any(
+        leaf.dim.kind == "goal" for f in spec.filters for leaf in flt.leaves(f)
+    )
+    if "conversion_rate" in spec.metrics and not has_goal:
+        raise QueryError("metrics", "conversion_rate needs an event:goal filter or dimension")
+    if "exit_rate" in spec.metrics and [d for d in spec.dimensions if not d.startswith("time")] != [
+        "event:page"
+    ]:
+        raise QueryError("metrics", "exit_rate needs the event:page dimension (and no other)")
+    if "percentage" in spec.metrics and not [
+        d for d in spec.dimensions if not d.startswith("time")
+    ]:
+        raise QueryError("metrics", "percentage needs a non-time dimension")
+    if "session" in kinds and ({"time_on_page", "scroll_depth"} & set(spec.metrics)):
+        raise QueryError(
+            "metrics", "time_on_page and scroll_depth cannot be broken down by entry or exit page"
+        )
+    if "session" in kinds and ({"event", "goal", "prop"} & kinds):
+        raise QueryError("dimensions", "entry/exit pages cannot be combined with event dimensions")
+
+
+# -- SQL building ---------------------------------------------------------------------------
+
+
+def _wrap(dim: Dimension, expr: str) -> str:
+    if dim.name == "visit:source":
+        return f"if({expr} = '', '{DIRECT}', {expr})"
+    return expr
+
+
+def _prop_expr(dim: Dimension, params: Params) -> str:
+    key = params.add(dim.name[len(PROP_PREFIX) :], "String")
+    return f"if(mapContains(props, {key}), props[{key}], '(none)')"
+
+
+def _goal_expr(config: Config, params: Params) -> str:
+    items = [
+        f"if({flt.goal_condition(g, params)}, {params.add(g.name, 'String')}, '')"
+        for g in config.goals
+    ]
+    return (
+        f"arrayJoin(arrayFilter(x -> x != '', [{', '.join(items)}]))"
+        if items
+        else "arrayJoin(CAST([], 'Array(String)'))"
+    )
+
+
+@dataclass
+class _Plan:
+    store: Store
+    config: Config
+    spec: QuerySpec
+    grains: dict[str, str]  # time dimension name -> resolved grain
+    notes: list[str] = field(default_factory=list)
+    sources: set[str] = field(default_factory=set)
+
+    @property
+    def dims(self) -> list[Dimension]:
+        return [d for d in (dimension(n) for n in self.spec.dimensions) if d is not None]
+
+    def grain(self, dim: Dimension) -> str:
+        return self.grains[dim.name]
+
+    def query(self, sql: str, params: Params) -> list[dict[str, Any]]:
+        return self.store.query(sql, params.values, QUERY_SETTINGS).dicts()
+
+
+def _time(plan: _Plan, period: Period, params: Params) -> tuple[str, str]:
+    return params.add(period.start, "DateTime64(3, 'UTC')"), params.add(
+        period.end, "DateTime64(3, 'UTC')"
+    )
+
+
+def _events_leaf(plan: _Plan, params: Params, site: str) -> Any:
+    def leaf_fn(leaf: Leaf) -> str:
+        d = leaf.dim
+        if d.kind in ("event", "visit"):
+            return flt.leaf_sql(leaf, _wrap(d, d.column), params)
+        if d.kind == "prop":
+            return flt.leaf_sql(leaf, _prop_expr(d, params), params)
+        if d.kind == "goal":
+            goals = flt.goals_matching(leaf, plan.config.goals)
+            if not goals:
+                return "0"
+            return "(" + " OR ".join(flt.goal_condition(g, params) for g in goals) + ")"
+        merge = (
+            "argMinMerge(entry_page)" if d.name == "visit:entry_page" else "argMaxMerge(exit_page)"
+        )
+        return (
+            f"session_id IN (SELECT session_id FROM (SELECT session_id, {merge} AS v FROM sessions "
+            f"WHERE site_id = {site} GROUP BY session_id) WHERE {flt.leaf_sql(leaf, 'v', params)})"
+        )
+
+    return leaf_fn
+
+
+def _events_where(plan: _Plan, period: Period, params: Params) -> str:
+    site = params.add(plan.spec.site_id, "String")
+    start, end = _time(plan, period, params)
+    where = f"site_id = {site} AND timestamp >= {start} AND timestamp < {end}"
+    leaf_fn = _events_leaf(plan, params, site)
+    for tree in plan.spec.filters:
+        where += " AND " + flt.compile_tree(tree, leaf_fn)
+    return where
+
+
+def _event_dim_expr(plan: _Plan, dim: Dimension, params: Params, ts: str = "timestamp") -> str:
+    if dim.kind == "time":
+        return BUCKETS[plan.grain(dim)].format(ts)
+    if dim.kind == "prop":
+        return _prop_expr(dim, params)
+    if dim.kind == "goal":
+        return _goal_expr(plan.config, params)
+    return _wrap(dim, dim.column)
+
+
+def _rollup_ok(plan: _Plan, period: Period, metrics: set[str]) -> bool:
+    spec = plan.spec
+    if spec.source == "raw" or not metrics <= ROLLUP_METRICS:
+        return False
+    nontime = [d for d in plan.dims if d.kind != "time"]
+    if len(nontime) > 1 or (nontime and not nontime[0].rollup):
+        return False
+    filtered = {leaf.dim.name: leaf.dim for f in spec.filters for leaf in flt.leaves(f)}
+    if len(filtered) > 1:
+        return False
+    for d in filtered.values():
+        if not d.rollup or (nontime and d.name != nontime[0].name):
+            return False
+    return period.hour_aligned()
+
+
+def _event_rows(
+    plan: _Plan, period: Period, metrics: set[str]
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    params = Params()
+    dims = plan.dims
+    names = [f"d{i}" for i in range(len(dims))]
+    wanted = sorted(metrics | {"visitors"})
+    if _rollup_ok(plan, period, set(wanted)):
+        plan.sources.add("rollup")
+        nontime = [d for d in dims if d.kind != "time"]
+        filtered = [leaf.dim for f in plan.spec.filters for leaf in flt.leaves(f)]
+        key = nontime[0].rollup if nontime else (filtered[0].rollup if filtered else "")
+        cols = [
+            (BUCKETS[plan.grain(d)].format("hour") if d.kind == "time" else _wrap(d, "value"))
+            + f" AS {n}"
+            for d, n in zip(dims, names, strict=True)
+        ]
+        site = params.add(plan.spec.site_id, "String")
+        where = (
+            f"site_id = {site} AND dimension = {params.add(key, 'String')} "
+            f"AND hour >= {params.add(period.start, HOUR_TYPE)} "
+            f"AND hour < {params.add(period.end, HOUR_TYPE)}"
+        )
+        for tree in plan.spec.filters:
+            where += " AND " + flt.compile_tree(
+                tree, lambda leaf: flt.leaf_sql(leaf, _wrap(leaf.dim, "value"), params)
+            )
+        aggs = [f"{METRICS[m].rollup_sql} AS {m}" for m in wanted]
+        table = "rollup_hourly"
+    else:
+        if plan.spec.source == "rollup":
+            raise QueryError("source", "this query cannot be answered from the rollups")
+        plan.sources.add("raw")
+        cols = [
+            f"{_event_dim_expr(plan, d, params)} AS {n}" for d, n in zip(dims, names, strict=True)
+        ]
+        where = _events_where(plan, period, params)
+        aggs = [f"{METRICS[m].sql} AS {m}" for m in wanted]
+        table = "events"
+    group = f" GROUP BY {', '.join(names)} ORDER BY visitors DESC LIMIT {MAX_ROWS}" if names else ""
+    sql = f"SELECT {', '.join([*cols, *aggs])} FROM {table} WHERE {where}{group}"
+    rows = plan.query(sql, params)
+    return {_key(plan, r, names): {m: r[m] for m in wanted} for r in rows}
+
+
+def _key(plan: _Plan, row: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
+    out = []
+    for d, n in zip(plan.dims, names, strict=True):
+        out.append(bucket_label(plan.grain(d), row[n]) if d.kind == "time" else row[n])
+    return tuple(out)
+
+
+def _sessions_sql(plan: _Plan, period: Period, params: Params) -> str:
+    """One row per visit starting in the period (merged from the `sessions` parts)."""
+    site = params.add(plan.spec.site_id, "String")
+    start, end = _time(plan, period, params)
+    visit = ", ".join(f"any({c}) AS s_{c}" for c in _VISIT_COLUMNS)
+    sql = (
+        "SELECT session_id, any(visitor_id) AS s_visitor_id, min(start) AS s_start, "
+        "max(`end`) AS s_end, sum(pageviews) AS s_pageviews, sum(events) AS s_events, "
+        "sum(interactive_events) AS s_interactive, argMinMerge(entry_page) AS s_entry_page, "
+        f"argMaxMerge(exit_page) AS s_exit_page, {visit}, "
+        "toUnixTimestamp64Milli(s_end) - toUnixTimestamp64Milli(s_start) AS s_duration_ms "
+        f"FROM sessions WHERE site_id = {site} AND `end` >= {start}"
+    )
+    if plan.spec.filters and not _session_filters_only(plan):
+        matching = _events_where(plan, period, params)
+        sql += f" AND session_id IN (SELECT session_id FROM events WHERE {matching})"
+    return sql + f" GROUP BY session_id HAVING s_start >= {start} AND s_start < {end}"
+
+
+def _session_filters_only(plan: _Plan) -> bool:
+    return all(
+        leaf.dim.kind in ("visit", "session") for f in plan.spec.filters for leaf in flt.leaves(f)
+    )
+
+
+def _session_rows(
+    plan: _Plan, period: Period, aggs: dict[str, str], dims: list[Dimension] | None = None
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    params = Params()
+    dims = plan.dims if dims is None else dims
+    names = [f"d{i}" for i in range(len(dims))]
+    inner = _sessions_sql(plan, period, params)
+    event_dims = [
+        (d, n) for d, n in zip(dims, names, strict=True) if d.kind in ("event", "prop", "goal")
+    ]
+    cols = []
+    for d, n in zip(dims, names, strict=True):
+        if d.kind == "time":
+            cols.append(f"{BUCKETS[plan.grain(d)].format('s_start')} AS {n}")
+        elif d.kind in ("visit", "session"):
+            cols.append(f"{_wrap(d, d.session_column)} AS {n}")
+        else:
+            cols.append(f"e.{n} AS {n}")
+    selected = ", ".join([*cols, *(f"{a} AS {m}" for m, a in aggs.items())])
+    sql = f"SELECT {selected} FROM ({inner}) AS s"
+    if event_dims:
+        picks = ", ".join(f"{_event_dim_expr(plan, d, params)} AS {n}" for d, n in event_dims)
+        sql += (
+            f" INNER JOIN (SELECT DISTINCT session_id AS e_session, {picks} FROM events "
+            f"WHERE {_events_where(plan, period, params)}) AS e ON s.session_id = e.e_session"
+        )
+    if plan.spec.filters and _session_filters_only(plan):
+
+        def leaf_fn(leaf: Leaf) -> str:
+            return flt.leaf_sql(leaf, _wrap(leaf.dim, leaf.dim.session_column), params)
+
+        sql += " WHERE " + " AND ".join(flt.compile_tree(t, leaf_fn) for t in plan.spec.filters)
+    if names:
+        sql += f" GROUP BY {', '.join(names)}"
+    rows = plan.query(sql, params)
+    key_plan = replace(plan)
+    return {_key_dims(key_plan, dims, r, names): {m: r[m] for m in aggs} for r in rows}
+
+
+def _key_dims(
+    plan: _Plan, dims: list[Dimension], row: dict[str, Any], names: list[str]
+) -> tuple[Any, ...]:
+    return tuple(
+        bucket_label(plan.grain(d), row[n]) if d.kind == "time" else row[n]
+        for d, n in zip(dims, names, strict=True)
+    )
+
+
+def _scroll_rows(plan: _Plan, period: Period) -> dict[tuple[Any, ...], dict[str, Any]]:
+    params = Params()
+    dims = plan.dims
+    names = [f"d{i}" for i in range(len(dims))]
+    cols = [f"{_event_dim_expr(plan, d, params)} AS {n}" for d, n in zip(dims, names, strict=True)]
+    inner = (
+        f"SELECT {', '.join([*cols, 'max(scroll_depth) AS m'])} FROM events "
+        f"WHERE {_events_where(plan, period, params)} AND scroll_depth <= 100 "
+        f"GROUP BY {', '.join([*names, 'session_id', 'pathname'])}"
+    )
+    outer = ", ".join([*names, "round(avg(m)) AS scroll_depth"])
+    group = f" GROUP BY {', '.join(names)}" if names else ""
+    rows = plan.query(f"SELECT {outer} FROM ({inner}){group}", params)
+    return {_key(plan, r, names): {"scroll_depth": r["scroll_depth"]} for r in rows}
+
+
+_SESSION_AS_EVENT = {
+    "visitors": "uniqExact(s_visitor_id)",
+    "visits": "count()",
+    "pageviews": "sum(s_pageviews)",
+    "events": "sum(s_events)",
+}
+
+
+def _compute(plan: _Plan, period: Period) -> list[Row]:
+    spec = plan.spec
+    needed = set(spec.metrics)
+    for m in spec.metrics:
+        needed.update(METRICS[m].needs)
+    needed.add("visitors")
+    by_session_dim = any(d.kind == "session" for d in plan.dims)
+    event_metrics = {m for m in needed if m in EVENT_METRICS}
+    session_aggs = {m: METRICS[m].sql for m in needed if m in SESSION_METRICS}
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if by_session_dim:
+        plan.sources.add("sessions")
+        session_aggs.update({m: _SESSION_AS_EVENT[m] for m in event_metrics})
+        merged = _session_rows(plan, period, session_aggs)
+    else:
+        merged = _event_rows(plan, period, event_metrics)
+        if session_aggs:
+            plan.sources.add("sessions")
+            for key, values in _session_rows(plan, period, session_aggs).items():
+                if key in merged:
+                    merged[key].update(values)
+        if "scroll_depth" in needed:
+            plan.sources.add("raw")
+            for key, values in _scroll_rows(plan, period).items():
+                if key in merged:
+                    merged[key].update(values)
+    if "exit_rate" in needed:
+        page = DIMENSIONS["visit:exit_page"]
+        dims = [page if d.name == "event:page" else d for d in plan.dims]
+        exits = _session_rows(plan, period, {"_exits": "count()"}, dims)
+        for key, values in merged.items():
+            values["_exits"] = exits.get(key, {}).get("_exits", 0)
+    rows = []
+    for key, values in merged.items():
+        for m in needed:
+            if m in EVENT_METRICS or m in SESSION_METRICS or m == "scroll_depth":
+                values.setdefault(m, 0)
+        rows.append(Row(list(key), values))
+    return rows
+
+
+def _derive(
+    rows: list[Row],
+    metrics: tuple[str, ...],
+    total_visitors: int | None,
+    converting_base: int | None,
+) -> None:
+    for row in rows:
+        m = row.metrics
+        if m.get("visitors") is None:
+            for name in metrics:
+                m[name] = None
+            continue
+        if "views_per_visit" in metrics:
+            m["views_per_visit"] = (
+                round(m["pageviews"] / m["visits"], 2) if m.get("visits") else 0.0
+            )
+        if "exit_rate" in metrics:
+            m["exit_rate"] = (
+                round(100 * m.get("_exits", 0) / m["pageviews"], 1) if m.get("pageviews") else 0.0
+            )
+        if "percentage" in metrics:
+            m["percentage"] = (
+                round(100 * m["visitors"] / total_visitors, 1) if total_visitors else 0.0
+            )
+        if "conversion_rate" in metrics:
+            m["conversion_rate"] = (
+                round(100 * m["visitors"] / converting_base, 2) if converting_base else 0.0
+            )
+        for name in ("bounce_rate", "visit_duration", "time_on_page", "scroll_depth"):
+            if name in m and m[name] is not None:
+                m[name] = int(m[name])
+
+
+def _totals(plan: _Plan, period: Period, drop_goal_filters: bool) -> int:
+    """Visitors in the period with the query's filters (optionally without goal filters)."""
+    filters = plan.spec.filters
+    if drop_goal_filters:
+        filters = tuple(
+            f for f in filters if not any(leaf.dim.kind == "goal" for leaf in flt.leaves(f))
+        )
+    sub = replace(plan.spec, dimensions=(), filters=filters, metrics=("visitors",))
+    sub_plan = _Plan(plan.store, plan.config, sub, {}, plan.notes, plan.sources)
+    rows = _event_rows(sub_plan, period, {"visitors"})
+    return int(next(iter(rows.values()), {}).get("visitors") or 0)
+
+
+def _grains(spec: QuerySpec, period: Period) -> dict[str, str]:
+    out = {}
+    for name in spec.dimensions:
+        if name == "time":
+            out[name] = auto_bucket(period)
+        elif name.startswith("time:"):
+            out[name] = name
+    return out
+
+
+def _run_period(plan: _Plan, period: Period) -> tuple[list[Row], int]:
+    spec = plan.spec
+    rows = _compute(plan, period)
+    k = plan.config.privacy.min_visitors
+    nontime = [i for i, d in enumerate(plan.dims) if d.kind != "time"]
+    suppressed = 0
+    if nontime:
+        rows, suppressed = fold(rows, k, nontime)
+    elif spec.filters:
+        suppressed = withhold_small(rows, k)
+    total = None
+    if "percentage" in spec.metrics:
+        total = _totals(plan, period, drop_goal_filters=False)
+    base = None
+    if "conversion_rate" in spec.metrics:
+        base = _totals(plan, period, drop_goal_filters=True)
+    _derive(rows, spec.metrics, total, base)
+    return rows, suppressed
+
+
+def _dim_key(i: int) -> Callable[[Row], str]:
+    return lambda row: str(row.dims[i])
+
+
+def _metric_key(name: str) -> Callable[[Row], Any]:
+    return lambda row: row.metrics[name]
+
+
+def _sort(plan: _Plan, rows: list[Row]) -> list[Row]:
+    spec = plan.spec
+    order = list(spec.order_by)
+    if not order:
+        time_dims = [d for d in spec.dimensions if d.startswith("time")]
+        if time_dims and len(spec.dimensions) == 1:
+            order = [(time_dims[0], "asc")]
+        else:
+            order = [(spec.metrics[0], "desc"), *((d, "asc") for d in spec.dimensions)]
+    dim_index = {name: i for i, name in enumerate(spec.dimensions)}
+    for name, direction in reversed(order):
+        if name in dim_index:
+            rows.sort(key=_dim_key(dim_index[name]), reverse=direction == "desc")
+        else:
+            present = [r for r in rows if r.metrics.get(name) is not None]
+            absent = [r for r in rows if r.metrics.get(name) is None]
+            present.sort(key=_metric_key(name), reverse=direction == "desc")
+            rows = present + absent
+    return [r for r in rows if OTHER not in r.dims] + [r for r in rows if OTHER in r.dims]
+
+
+def _change(name: str, current: Any, previous: Any) -> Any:
+    if current is None or previous is None:
+        return None
+    if name in ABSOLUTE_CHANGE or name == "bounce_rate":
+        return round(current - previous, 1)
+    if previous == 0:
+        return 100 if current > 0 else 0
+    return round(100 * (current - previous) / previous)
+
+
+def first_day(store: Store, site: str) -> dt.date | None:
+    value = store.query(
+        "SELECT min(hour) FROM rollup_hourly WHERE site_id = {s:String} AND dimension = ''",
+        {"s": site},
+        QUERY_SETTINGS,
+    ).scalar()
+    if value is None or (isinstance(value, dt.datetime) and value.year < 1971):
+        return None
+    return value.date() if isinstance(value, dt.datetime) else None
+
+
+def _warnings(plan: _Plan, period: Period, now: dt.datetime) -> list[str]:
+    out = []
+    p = plan.config.privacy
+    raw_since = now - dt.timedelta(days=p.raw_retention_days)
+    if period.start < raw_since and ({"raw", "sessions"} & plan.sources):
+        out.append(
+            f"this query needs raw events or visits, which are kept {p.raw_retention_days} days: "
+            f"data before {raw_since.date().isoformat()} is missing from it; "
+            "visitors, visits, pageviews and events without other filters come from the "
+            f"{p.aggregate_retention_months}-month rollups"
+        )
+    agg_since = now - dt.timedelta(days=31 * p.aggregate_retention_months)
+    if period.start < agg_since:
+        out.append(
+            f"aggregates are kept {p.aggregate_retention_months} months: "
+            f"data before {agg_since.date().isoformat()} has been deleted"
+        )
+    return out
+
+
+def run_query(
+    store: Store, config: Config, spec: QuerySpec, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Answer `spec` as Plausible's Stats API v2 does: `results`, `meta` and `query`."""
+    now = now or dt.datetime.now(dt.UTC)
+    period = spec.period
+    if period.label == "all":
+        start = first_day(store, spec.site_id)
+        period = parse_range("all", now, start)
+        spec = replace(spec, period=period)
+    plan = _Plan(store, config, spec, _grains(spec, period))
+    rows, suppressed = _run_period(plan, period)
+    rows = _sort(plan, rows)
+    total_rows = len(rows)
+    page = rows[spec.offset : spec.offset + spec.limit]
+    results: list[dict[str, Any]] = [
+        {
+            "metrics": [r.metrics.get(m) for m in spec.metrics],
+            "dimensions": [_out(v) for v in r.dims],
+        }
+        for r in page
+    ]
+    meta: dict[str, Any] = {
+        "imports_included": False,
+        "timezone": "UTC",
+        "min_visitors": config.privacy.min_visitors,
+    }
+    if spec.include.comparisons:
+        prev_period = period.previous()
+        prev_plan = _Plan(store, config, spec, _grains(spec, prev_period))
+        prev_rows, _ = _run_period(prev_plan, prev_period)
+        shift = _time_shift(plan, period, prev_period)
+        prev_by_key = {tuple(shift(i, v) for i, v in enumerate(r.dims)): r for r in prev_rows}
+        for result, row in zip(results, page, strict=True):
+            prev = prev_by_key.get(tuple(row.dims))
+            prev_metrics = [prev.metrics.get(m) if prev else 0 for m in spec.metrics]
+            prev_dims = [
+                _out(v) for v in (prev.dims if prev else _back(plan, period, prev_period, row.dims))
+            ]
+            result["comparison"] = {
+                "dimensions": prev_dims,
+                "metrics": prev_metrics,
+                "change": [
+                    _change(m, c, p)
+                    for m, c, p in zip(spec.metrics, result["metrics"], prev_metrics, strict=True)
+                ],
+            }
+        meta["comparison_date_range"] = prev_period.iso()
+    if spec.include.totals:
+        total_spec = replace(spec, dimensions=(), order_by=())
+        total_plan = _Plan(store, config, total_spec, {})
+        total_rows_list, _ = _run_period(total_plan, period)
+        first = total_rows_list[0] if total_rows_list else Row([], {m: 0 for m in spec.metrics})
+        meta["totals"] = {m: first.metrics.get(m) for m in spec.metrics if m != "percentage"}
+    if spec.include.total_rows:
+        meta["total_rows"] = total_rows
+    if spec.include.time_labels:
+        grains = [plan.grains[d] for d in spec.dimensions if d in plan.grains]
+        meta["time_labels"] = make_time_labels(grains[0], period)
+    if suppressed:
+        meta["suppressed_rows"] = suppressed
+        meta["suppression"] = (
+            f"rows with fewer than {config.privacy.min_visitors} visitors are folded into "
+            f"{OTHER!r} (visitors summed) or withheld, so that none can be recovered by subtraction"
+        )
+    if "visitors" in spec.metrics and period.days > 1:
+        meta["visitors_note"] = VISITORS_NOTE
+    meta["source"] = "+".join(sorted(plan.sources))
+    warnings = _warnings(plan, period, now)
+    if warnings:
+        meta["warning"] = " ".join(warnings)
+    query = {
+        "site_id": spec.site_id,
+        "metrics": list(spec.metrics),
+        "date_range": period.iso(),
+        "dimensions": list(spec.dimensions),
+        "filters": spec.echo.get("filters", []),
+        "order_by": [list(o) for o in spec.order_by],
+        "include": {
+            "comparisons": {"mode": "previous_period"} if spec.include.comparisons else None,
+            "totals": spec.include.totals,
+            "total_rows": spec.include.total_rows,
+            "time_labels": spec.include.time_labels,
+            "imports": False,
+        },
+        "pagination": {"limit": spec.limit, "offset": spec.offset},
+    }
+    return {"results": results, "meta": meta, "query": query}
+
+
+def nontime_dims(spec: QuerySpec) -> list[str]:
+    return [d for d in spec.dimensions if not d.startswith("time")]
+
+
+def _out(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def _time_shift(plan: _Plan, period: Period, prev: Period) -> Any:
+    """Map a previous-period time bucket to the current bucket at the same offset."""
+    maps: dict[int, dict[str, str]] = {}
+    for i, name in enumerate(plan.spec.dimensions):
+        if name in plan.grains:
+            grain = plan.grains[name]
+            maps[i] = dict(
+                zip(make_time_labels(grain, prev), make_time_labels(grain, period), strict=False)
+            )
+
+    def shift(i: int, value: Any) -> Any:
+        return maps[i].get(str(value), value) if i in maps else value
+
+    return shift
+
+
+def _back(plan: _Plan, period: Period, prev: Period, dims: list[Any]) -> list[Any]:
+    out = list(dims)
+    for i, name in enumerate(plan.spec.dimensions):
+        if name in plan.grains:
+            grain = plan.grains[name]
+            back = dict(
+                zip(make_time_labels(grain, period), make_time_labels(grain, prev), strict=False)
+            )
+            out[i] = back.get(str(dims[i]), dims[i])
+    return out
+
+
+def current_visitors(store: Store, site: str, now: dt.datetime | None = None) -> int:
+    """Visitors with an event in the last five minutes (realtime)."""
+    now = now or dt.datetime.now(dt.UTC)
+    return int(
+        store.query(
+            "SELECT uniqExact(visitor_id) FROM events WHERE site_id = {s:String} "
+            "AND timestamp >= {since:DateTime64(3, 'UTC')} "
+            "AND timestamp <= {now:DateTime64(3, 'UTC')}",
+            {"s": site, "since": now - dt.timedelta(minutes=5), "now": now},
+            QUERY_SETTINGS,
+        ).scalar()
+        or 0
+    )
