@@ -6,3 +6,4 @@ Each package adds its commands in its own module; list that module here.
 from __future__ import annotations
 
 import dashboards.access_commands  # noqa: F401 - users, shares
+import dashboards.privacy.commands  # noqa: F401 - audit, dsr, privacy-notice, records
