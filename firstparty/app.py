@@ -1,4 +1,4 @@
-"""Compose the HTTP app a worker serves: collector, ingestion, dashboards, health."""
+"""Compose the HTTP app a worker serves: collector, ingestion, dashboards, health, metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import datetime as dt
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -17,17 +18,36 @@ from starlette.routing import Route
 
 from collector.app import event_routes
 from dashboards.routes import routes as dashboard_routes
+from firstparty import metrics
 from firstparty.config import Config
 from ingest.ingestor import Ingestor
 from ingest.salts import SaltKeeper
-from ingest.spool import SpoolWriter
+from ingest.spool import SpoolFull, SpoolWriter
 from ingest.steps import build_pipeline
 from store.aio import AsyncStore
 from store.base import Store
 
+TICK = 0.1  # seconds between spool ticks (sealing by age, quota scan)
+REPORT_EVERY = 5  # ticks between metrics snapshots
+
 
 def spool_dir(config: Config) -> Path:
     return config.data_dir / "spool"
+
+
+def worker_snapshot(ingestor: Ingestor, alive: bool = True) -> dict[str, Any]:
+    spool = ingestor.spool
+    return {
+        "alive": alive,
+        "counters": {
+            "firstparty_events_accepted_total": [metrics.counter(spool.appends)],
+            "firstparty_events_dropped_total": metrics.labelled(
+                "reason", sorted(ingestor.pipeline.dropped.items())
+            ),
+            "firstparty_spool_rejected_total": [metrics.counter(spool.rejected)],
+            "firstparty_spool_fsyncs_total": [metrics.counter(spool.fsyncs)],
+        },
+    }
 
 
 def build_app(
@@ -36,33 +56,67 @@ def build_app(
     worker: str | None = None,
     clock: Callable[[], dt.datetime] | None = None,
 ) -> Starlette:
-    spool = SpoolWriter(spool_dir(config), worker or f"w{os.getpid()}")
+    name = worker or f"w{os.getpid()}"
+    spool = SpoolWriter(
+        spool_dir(config), name, quota_bytes=config.server.spool_quota_mb * 1024 * 1024
+    )
     ingestor = Ingestor(build_pipeline(config, SaltKeeper(store)), spool)
     astore = AsyncStore(store)
+    report_dir = metrics.metrics_dir(config.data_dir)
+
+    def report(alive: bool = True) -> None:
+        metrics.write_snapshot(report_dir, name, worker_snapshot(ingestor, alive))
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        snapshots = await run_in_threadpool(metrics.read_snapshots, report_dir)
+        healthy, writer = metrics.writer_health(snapshots)
+        body = {"status": "ok" if healthy else "failing", "writer": writer}
+        return JSONResponse(body, status_code=200 if healthy else 503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        # This worker's own numbers are fresh; the others' are at most a report period old.
+        await run_in_threadpool(report)
+        snapshots = await run_in_threadpool(metrics.read_snapshots, report_dir)
+        return Response(
+            metrics.render(snapshots), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    async def spool_full(request: Request, exc: Exception) -> Response:
+        retry = exc.retry_after if isinstance(exc, SpoolFull) else 5
+        return JSONResponse(
+            {"error": "the collector is over capacity; retry later"},
+            status_code=503,
+            headers={"retry-after": str(retry), "access-control-allow-origin": "*"},
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async def seal_periodically() -> None:
+        async def tick_periodically() -> None:
+            ticks = 0
             while True:
-                await asyncio.sleep(0.1)
-                await run_in_threadpool(spool.tick)
+                await asyncio.sleep(TICK)
+                await ingestor.tick()
+                ticks += 1
+                if ticks % REPORT_EVERY == 0:
+                    await run_in_threadpool(report)
 
-        task = asyncio.create_task(seal_periodically())
+        task = asyncio.create_task(tick_periodically())
         try:
             yield
         finally:
             task.cancel()
-            spool.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await ingestor.close()
+            report(alive=False)
 
     routes = [
         *event_routes(config, ingestor, clock),
         *dashboard_routes(config, astore),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={SpoolFull: spool_full})
     app.state.ingestor = ingestor
     app.state.spool = spool
     return app

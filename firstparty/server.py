@@ -4,35 +4,53 @@ The embedded engine admits one process, so the parent opens it, applies the sche
 spool into it, and answers store calls on the admin socket; the HTTP workers (spawned fresh, so
 they never load the engine) validate, anonymise and spool beacons, and reach the store through
 that socket. With a ClickHouse server the topology is the same: one writer per collector host.
+
+A second `serve` on the same embedded engine (another data dir) joins as an extra collector:
+its own workers and writer, which inserts through the owner's admin socket. Each data dir is
+held by one `serve` at a time (a lock file), since its spool has one writer.
+
+Shutdown (SIGTERM or SIGINT): workers stop accepting and finish their requests (everything
+acknowledged is already fsynced), then the writer inserts what is left, within 30 s in all;
+whatever cannot be inserted in time stays in the spool for the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import datetime as dt
+import fcntl
 import logging
 import multiprocessing
 import os
+import secrets
 import signal
 import socket
+import sys
+import time
 from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import uvicorn
 from starlette.applications import Starlette
 
+from firstparty import metrics
 from firstparty.config import Config
-from ingest.writer import Writer
+from ingest.writer import FAULT_FILE, DedupSettingsMissing, Writer, check_dedup_settings
 from store import connect, open_owner
 from store import schema as schema_mod
-from store.base import Store
-from store.remote import admin_routes, socket_path
+from store.base import Store, StoreError
+from store.remote import RemoteStore, admin_routes, alive, socket_path
 from store.url import parse_store_url
 
 log = logging.getLogger("firstparty.server")
+
+WORKER_STOP_BUDGET = 15.0  # seconds for workers to finish their requests
+WRITER_STOP_BUDGET = 10.0  # then seconds for the final insert; the total stays under 30 s
+REPORT_INTERVAL = 0.5
 
 
 def schema_values(config: Config) -> dict[str, int]:
@@ -49,7 +67,18 @@ def admin_socket(config: Config) -> Path:
     return config.data_dir / "admin.sock"
 
 
-def _worker_main(config: Config, sock: socket.socket, index: int) -> None:
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker when the server dies, even by kill -9."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _worker_main(config: Config, sock: socket.socket, index: int, parent: int) -> None:
+    _die_with_parent()
+    if os.getppid() != parent:
+        return  # the server died while we were starting
     from firstparty.app import build_app
 
     store = connect(config.store)
@@ -59,7 +88,7 @@ def _worker_main(config: Config, sock: socket.socket, index: int) -> None:
         log_level="warning",
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=int(WORKER_STOP_BUDGET) - 3,
         server_header=False,
         # The collector decides from `[server] trusted_proxies` (collector/clientip.py); uvicorn
         # would otherwise trust X-Forwarded-For from 127.0.0.1 and hide the real peer.
@@ -91,7 +120,57 @@ class _AdminServer(uvicorn.Server):
         yield
 
 
-async def _serve(config: Config, store: Store, writer: Writer) -> None:
+def writer_snapshot(writer: Writer) -> dict[str, Any]:
+    stats = writer.stats
+    rows, stats.batch_rows = stats.batch_rows, []
+    seconds, stats.flush_seconds = stats.flush_seconds, []
+    hist_rows = _WRITER_HISTOGRAMS["firstparty_writer_batch_rows"]
+    hist_secs = _WRITER_HISTOGRAMS["firstparty_writer_flush_seconds"]
+    for value in rows:
+        hist_rows.observe(value)
+    for second in seconds:
+        hist_secs.observe(second)
+    gauges: dict[str, float] = {
+        **writer.spool_usage(),
+        "firstparty_writer_healthy": 0.0 if stats.consecutive_errors else 1.0,
+        "firstparty_writer_consecutive_errors": stats.consecutive_errors,
+    }
+    return {
+        "state": writer.state,
+        "health": {
+            "rows_inserted": stats.rows,
+            "insert_errors": stats.errors,
+            "consecutive_errors": stats.consecutive_errors,
+            "last_error": stats.last_error,
+            "spool_bytes": gauges["firstparty_spool_bytes"],
+            "spool_segments": gauges["firstparty_spool_segments"],
+            "oldest_unflushed_event_age_seconds": gauges[
+                "firstparty_oldest_unflushed_event_age_seconds"
+            ],
+        },
+        "counters": {
+            "firstparty_writer_rows_total": [metrics.counter(stats.rows)],
+            "firstparty_writer_batches_total": [metrics.counter(stats.batches)],
+            "firstparty_writer_insert_errors_total": [metrics.counter(stats.errors)],
+            "firstparty_spool_quarantined_bytes_total": [metrics.counter(stats.quarantined_bytes)],
+        },
+        "gauges": gauges,
+        "histograms": {name: h.to_json() for name, h in _WRITER_HISTOGRAMS.items()},
+    }
+
+
+_WRITER_HISTOGRAMS = {
+    name: metrics.Histogram(buckets) for name, (_help, buckets) in metrics.HISTOGRAMS.items()
+}
+
+
+def report_writer(config: Config, writer: Writer) -> None:
+    metrics.write_snapshot(
+        metrics.metrics_dir(config.data_dir), metrics.WRITER, writer_snapshot(writer)
+    )
+
+
+async def _start_admin(config: Config, store: Store) -> tuple[_AdminServer, asyncio.Task[None]]:
     sock_path = admin_socket(config)
     sock_path.unlink(missing_ok=True)
     admin = _AdminServer(
@@ -102,87 +181,200 @@ async def _serve(config: Config, store: Store, writer: Writer) -> None:
             access_log=False,
         )
     )
-    admin_task = asyncio.create_task(admin.serve())
+    task = asyncio.create_task(admin.serve())
     while not admin.started:
-        if admin_task.done():
-            admin_task.result()
+        if task.done():
+            task.result()
         await asyncio.sleep(0.02)
     os.chmod(sock_path, 0o600)
+    return admin, task
+
+
+async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> None:
+    admin: _AdminServer | None = None
+    admin_task: asyncio.Task[None] | None = None
+    if owner:
+        admin, admin_task = await _start_admin(config, store)
+    stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: setattr(admin, "should_exit", True))
+        loop.add_signal_handler(sig, stopping.set)
 
     listener = bind(config.server.host, config.server.port)
     host, port = listener.getsockname()[:2]
     ctx: Any = multiprocessing.get_context("spawn")
-    workers: list[BaseProcess] = []
-    for index in range(worker_count(config)):
-        proc = ctx.Process(
-            target=_worker_main, args=(config, listener, index), name=f"firstparty-worker-{index}"
+    parent = os.getpid()
+
+    def spawn(index: int) -> BaseProcess:
+        proc: BaseProcess = ctx.Process(
+            target=_worker_main,
+            args=(config, listener, index, parent),
+            name=f"firstparty-worker-{index}",
         )
         proc.start()
-        workers.append(proc)
+        return proc
+
+    workers = [spawn(i) for i in range(worker_count(config))]
+    started_at = [time.monotonic()] * len(workers)
+    # A worker that dies right after starting (a bad deploy, a broken config) is restarted
+    # with growing delays instead of in a tight loop.
+    failures = [0] * len(workers)
+    not_before = [0.0] * len(workers)
     shown = f"[{host}]" if ":" in host else host
+    role = "" if owner else ", joined as an extra collector of the running server"
     print(
         f"firstparty is serving on http://{shown}:{port}/ "
-        f"({len(workers)} HTTP workers, store {store.url})",
+        f"({len(workers)} HTTP workers, store {store.url}{role})",
         flush=True,
     )
     print(
         f"Dashboard: http://{shown}:{port}/   Tracker: http://{shown}:{port}/js/script.js",
         flush=True,
     )
+    last_report = 0.0
     try:
-        while not admin_task.done():
+        while not stopping.is_set():
+            if admin_task is not None and admin_task.done():
+                admin_task.result()
+                break
+            now = time.monotonic()
             for i, proc in enumerate(workers):
-                if not proc.is_alive() and not admin.should_exit:
+                if proc.is_alive() or now < not_before[i]:
+                    continue
+                if not_before[i] == 0.0:
+                    failures[i] = failures[i] + 1 if now - started_at[i] < 10 else 0
+                    delay = 0.0 if failures[i] <= 1 else min(30.0, 0.5 * 2.0 ** failures[i])
                     log.warning(
-                        "HTTP worker %d exited (code %s); starting a new one", i, proc.exitcode
+                        "HTTP worker %d exited (code %s); starting a new one%s",
+                        i,
+                        proc.exitcode,
+                        f" in {delay:.0f}s" if delay else "",
                     )
-                    workers[i] = ctx.Process(
-                        target=_worker_main,
-                        args=(config, listener, i),
-                        name=f"firstparty-worker-{i}",
-                    )
-                    workers[i].start()
-            await asyncio.sleep(0.2)
+                    not_before[i] = now + delay
+                    if delay:
+                        continue
+                not_before[i] = 0.0
+                workers[i] = spawn(i)
+                started_at[i] = time.monotonic()
+            if time.monotonic() - last_report >= REPORT_INTERVAL:
+                last_report = time.monotonic()
+                await asyncio.to_thread(report_writer, config, writer)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), 0.2)
     finally:
         print("firstparty: stopping; flushing the spool into the store...", flush=True)
+        started = time.monotonic()
         for proc in workers:
             if proc.is_alive() and proc.pid is not None:
                 proc.terminate()
         for proc in workers:
-            proc.join(timeout=25)
+            proc.join(timeout=max(0.1, WORKER_STOP_BUDGET - (time.monotonic() - started)))
+        for proc in workers:
+            if proc.is_alive():
+                log.warning("HTTP worker %s did not stop in time; killing it", proc.name)
+                proc.kill()
+                proc.join(timeout=2)
         listener.close()
-        writer.stop()
-        sock_path.unlink(missing_ok=True)
+        emptied = await asyncio.to_thread(writer.stop, WRITER_STOP_BUDGET)
+        await asyncio.to_thread(report_writer, config, writer)
+        if not emptied:
+            print(
+                "firstparty: the store did not take every event in time; they stay in the "
+                "spool and are inserted at the next start.",
+                flush=True,
+            )
+        if admin is not None and admin_task is not None:
+            admin.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(admin_task, 5)
+            admin_socket(config).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def hold_data_dir(data_dir: Path) -> Iterator[IO[str]]:
+    """One `serve` per data dir: its spool must have exactly one writer."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / "serve.lock", "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SystemExit(
+                f"firstparty: another `firstparty serve` is using the data dir {data_dir}. "
+                "Stop it, or give this one its own data dir (FIRSTPARTY_SERVER_DATA_DIR) to run "
+                "it as an extra collector."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield handle
+    finally:
+        handle.close()
+
+
+def collector_id(data_dir: Path) -> str:
+    """A stable random id for this data dir; part of every dedup token it produces."""
+    path = data_dir / "collector-id"
+    if path.exists():
+        text = path.read_text().strip()
+        if text.isalnum():
+            return text
+    value = secrets.token_hex(8)
+    path.write_text(value + "\n")
+    return value
+
+
+def _open_store(config: Config) -> tuple[Store, bool]:
+    """The store and whether this process owns it (else it joins the server that does)."""
+    target = parse_store_url(config.store)
+    if target.kind == "chdb" and target.path is not None and alive(socket_path(target.path)):
+        return RemoteStore(socket_path(target.path), target.redacted()), False
+    return open_owner(config.store), True
 
 
 def serve(config: Config) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    store = open_owner(config.store)
-    before = schema_mod.apply(
-        store, schema_values(config), progress=lambda msg: print(msg, flush=True)
-    )
-    if before == 0:
-        print(
-            f"Created the schema (version {schema_mod.SCHEMA_VERSION}) in {store.url}", flush=True
-        )
-    from firstparty.app import spool_dir
+    with hold_data_dir(config.data_dir):
+        store, owner = _open_store(config)
+        try:
+            if owner:
+                before = schema_mod.apply(
+                    store, schema_values(config), progress=lambda msg: print(msg, flush=True)
+                )
+                if before == 0:
+                    print(
+                        f"Created the schema (version {schema_mod.SCHEMA_VERSION}) in {store.url}",
+                        flush=True,
+                    )
+            check_dedup_settings(store)
+        except DedupSettingsMissing as exc:
+            store.close()
+            print(f"firstparty: cannot start: {exc}", file=sys.stderr, flush=True)
+            return 2
+        except StoreError as exc:
+            store.close()
+            print(f"firstparty: cannot start: {exc}", file=sys.stderr, flush=True)
+            return 2
+        from firstparty.app import spool_dir
 
-    writer = Writer(
-        store, spool_dir(config), dt.timedelta(minutes=config.privacy.session_timeout_minutes)
-    )
-    writer.restore(dt.datetime.now(dt.UTC))
-    writer.start()
-    try:
-        asyncio.run(_serve(config, store, writer))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        store.close()
+        metrics.clear(metrics.metrics_dir(config.data_dir))
+        writer = Writer(
+            store,
+            spool_dir(config),
+            dt.timedelta(minutes=config.privacy.session_timeout_minutes),
+            collector_id=collector_id(config.data_dir),
+            fault_file=config.data_dir / FAULT_FILE,
+        )
+        report_writer(config, writer)
+        writer.start()
+        try:
+            asyncio.run(_serve(config, store, writer, owner))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            store.close()
     print("firstparty: stopped.", flush=True)
     return 0

@@ -1,18 +1,56 @@
-"""The single writer: drains sealed spool segments into ClickHouse in large columnar batches."""
+"""The single writer: drains sealed spool segments into ClickHouse in large columnar batches.
+
+Exactly-once in effect: a batch is a list of sealed segments. Before inserting it, the writer
+persists a manifest (`batch-*.json`: the segment names and the dedup token derived from them),
+and it deletes the segments and then the manifest only after the insert succeeded. After a
+crash the manifest is replayed first: the same segments give the same rows and the same token,
+so ClickHouse (with `non_replicated_deduplication_window` on the events table and on every
+materialized view's target, checked by `check_dedup_settings`) stores the batch once. If some of
+a manifest's segments are already gone, the insert had succeeded: the rest are deleted.
+
+Store down or failing: the batch stays on disk, the writer retries with capped exponential
+backoff, and the spool keeps growing up to its quota. Memory is bounded by `max_rows`.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import logging
+import re
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.event import Event, to_arrow
-from ingest.sessions import RECENT_SESSIONS_SQL, Sessionizer
-from ingest.spool import decode, read_segment, seal_orphans, sealed_segments
-from store.base import Store, StoreError
+from ingest.sessions import Sessionizer
+from ingest.spool import (
+    QUARANTINE,
+    decode,
+    fsync_dir,
+    repair_segment,
+    seal_orphans,
+    sealed_segments,
+    segment_created,
+    usage,
+    write_atomic,
+)
+from store.base import Store, StoreError, StoreUnavailable
 
 log = logging.getLogger("firstparty.writer")
+
+MANIFEST_GLOB = "batch-*.json"
+# A file that makes every insert fail as if the store were down. For tests of outages with the
+# embedded engine (which cannot be stopped separately), and for an operator who must hold
+# writes back during store maintenance: events keep being accepted into the spool meanwhile.
+FAULT_FILE = "fault-store-down"
+
+
+class DedupSettingsMissing(RuntimeError):
+    """A table the writer inserts into would not honour dedup tokens: replays could double."""
 
 
 def insert_events(
@@ -24,10 +62,73 @@ def insert_events(
 ) -> None:
     """Assign sessions (in time order) and insert one columnar batch with a dedup token."""
     order = sorted(range(len(events)), key=lambda i: events[i].timestamp)
+    prevs = prev_ids or [0] * len(events)
+    sessions.prefetch(store, events, prevs)
     for i in order:
-        sessions.assign(events[i], prev_ids[i] if prev_ids else 0)
+        sessions.assign(events[i], prevs[i])
     if events:
         store.insert("events", to_arrow([events[i] for i in order]), dedup_token=token)
+
+
+_TO_TABLE = re.compile(r"\bTO\s+(?:`?(\w+)`?\.)?`?(\w+)`?", re.IGNORECASE)
+_WINDOW = re.compile(r"non_replicated_deduplication_window\s*=\s*(\d+)")
+
+
+def check_dedup_settings(store: Store) -> list[str]:
+    """Fail unless `events` and every materialized view target dedupe repeated tokens.
+
+    Returns the checked table names. A Replicated* engine dedupes by itself.
+    """
+    rows = store.query(
+        "SELECT name, engine, engine_full, create_table_query FROM system.tables "
+        "WHERE database = currentDatabase()"
+    ).dicts()
+    tables = {str(r["name"]): r for r in rows}
+    targets = ["events"]
+    for row in rows:
+        if row["engine"] == "MaterializedView":
+            match = _TO_TABLE.search(str(row["create_table_query"]).split(" AS ", 1)[0])
+            if match and match.group(2) not in targets:
+                targets.append(match.group(2))
+    missing = []
+    for name in targets:
+        found = tables.get(name)
+        if found is None:
+            missing.append(f"{name} (table not found)")
+            continue
+        engine_full = str(found["engine_full"])
+        if str(found["engine"]).startswith("Replicated"):
+            continue
+        window = _WINDOW.search(engine_full)
+        if window is None or int(window.group(1)) == 0:
+            missing.append(name)
+    if missing:
+        raise DedupSettingsMissing(
+            "these tables do not deduplicate repeated inserts, so a batch replayed after a crash "
+            f"could be stored twice: {', '.join(missing)}. Add "
+            "`SETTINGS non_replicated_deduplication_window = 10000` to them in store/schema.sql "
+            "(and a migration for existing stores), or use a Replicated engine."
+        )
+    return targets
+
+
+def batch_token(collector: str, segments: list[str]) -> str:
+    digest = hashlib.sha256("\n".join(segments).encode()).hexdigest()[:32]
+    return f"fp-{collector}-{digest}"
+
+
+@dataclass
+class WriterStats:
+    rows: int = 0
+    batches: int = 0
+    errors: int = 0
+    consecutive_errors: int = 0
+    quarantined_bytes: int = 0
+    last_error: str = ""
+    last_error_at: float = 0.0
+    last_success_at: float = 0.0
+    batch_rows: list[int] = field(default_factory=list)  # since the last `take_observations`
+    flush_seconds: list[float] = field(default_factory=list)
 
 
 class Writer:
@@ -36,61 +137,233 @@ class Writer:
         store: Store,
         spool_dir: Path,
         session_timeout: dt.timedelta = dt.timedelta(minutes=30),
+        collector_id: str = "local",
+        fault_file: Path | None = None,
+        max_rows: int = 100_000,
+        flush_bytes: int = 16 << 20,
+        max_wait: float = 0.8,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.store = store
         self.spool_dir = spool_dir
         self.sessions = Sessionizer(session_timeout)
-        self.inserted = 0
-        self.errors = 0
+        self.collector_id = collector_id
+        self.fault_file = fault_file
+        self.max_rows = max_rows
+        self.flush_bytes = flush_bytes
+        self.max_wait = max_wait
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.stats = WriterStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one drain at a time (thread and final drain)
+        self._seq = 0
+        spool_dir.mkdir(parents=True, exist_ok=True)
+
+    # Kept for callers of the first cut.
+    @property
+    def inserted(self) -> int:
+        return self.stats.rows
+
+    @property
+    def errors(self) -> int:
+        return self.stats.errors
 
     def restore(self, now: dt.datetime) -> None:
-        rows = self.store.query(RECENT_SESSIONS_SQL, {"since": now - self.sessions.timeout})
-        self.sessions.restore(rows.dicts())
+        """Sessions are looked up in the store per batch; nothing to preload."""
 
-    def drain_once(self) -> int:
-        """Insert every sealed segment; returns the number of events inserted."""
-        total = 0
-        for path in sealed_segments(self.spool_dir):
-            result = read_segment(path)
-            if result.bad_bytes:
-                log.warning(
-                    "spool segment %s: %d bad bytes after %d good records skipped",
-                    path.name,
-                    result.bad_bytes,
-                    len(result.records),
-                )
-            decoded = [decode(r) for r in result.records]
-            events = [event for event, _ in decoded]
-            insert_events(self.store, events, self.sessions, path.name, [p for _, p in decoded])
-            path.unlink()
-            total += len(events)
-        self.inserted += total
-        return total
+    @property
+    def state(self) -> str:
+        if self.stats.consecutive_errors:
+            return "failing"
+        return "ok" if self.stats.batches else "idle"
 
-    def start(self, interval: float = 0.5) -> None:
-        seal_orphans(self.spool_dir)
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _repair(self, path: Path) -> list[bytes]:
+        if not path.exists():
+            return []
+        result = repair_segment(path)
+        self.stats.quarantined_bytes += result.bad_bytes
+        return result.records
+
+    def _insert(self, token: str, records: list[bytes]) -> int:
+        if self.fault_file is not None and self.fault_file.exists():
+            raise StoreUnavailable(f"fault injected: {self.fault_file.name} exists")
+        events: list[Event] = []
+        prevs: list[int] = []
+        undecodable = []
+        for payload in records:
+            try:
+                event, prev = decode(payload)
+            except (ValueError, TypeError, KeyError):
+                undecodable.append(payload)
+                continue
+            events.append(event)
+            prevs.append(prev)
+        if undecodable:
+            self._quarantine_records(token, undecodable)
+        started = time.monotonic()
+        insert_events(self.store, events, self.sessions, token, prevs)
+        self.stats.flush_seconds.append(time.monotonic() - started)
+        self.stats.batch_rows.append(len(events))
+        return len(events)
+
+    def _quarantine_records(self, token: str, records: list[bytes]) -> None:
+        # Checksums held but the records do not decode (e.g. written by an incompatible
+        # version): set them aside rather than retry a batch that can never succeed.
+        quarantine = self.spool_dir / QUARANTINE
+        quarantine.mkdir(exist_ok=True)
+        write_atomic(quarantine / f"{token}.undecodable", b"\n".join(records))
+        self.stats.quarantined_bytes += sum(len(r) for r in records)
+        log.warning(
+            "spool: %d record(s) of batch %s do not decode; moved to %s/",
+            len(records),
+            token,
+            QUARANTINE,
+        )
+
+    def _finish(self, manifest: Path, segments: list[Path], rows: int | None) -> None:
+        for path in segments:
+            path.unlink(missing_ok=True)
+        # The segments must be gone for good before the manifest: a manifest lost while its
+        # segments came back would let them be batched again under a new token.
+        fsync_dir(self.spool_dir)
+        manifest.unlink(missing_ok=True)
+        if rows is None:  # a replay that found the batch already stored
+            return
+        self.stats.rows += rows
+        self.stats.batches += 1
+        self.stats.consecutive_errors = 0
+        self.stats.last_success_at = time.time()
+
+    def _replay(self, manifest: Path) -> int:
+        try:
+            data = json.loads(manifest.read_text())
+            names = [str(n) for n in data["segments"]]
+            token = str(data["token"])
+        except (OSError, ValueError, KeyError, TypeError):
+            # Written atomically, so unreadable means foreign; its segments are still sealed
+            # and will be batched again under a new token (they were never inserted with it).
+            log.warning("spool: ignoring unreadable batch manifest %s", manifest.name)
+            manifest.unlink(missing_ok=True)
+            return 0
+        segments = [self.spool_dir / n for n in names]
+        present = [p for p in segments if p.exists()]
+        if len(present) < len(segments):
+            # Deletion starts only after a successful insert: the batch is stored.
+            self._finish(manifest, present, None)
+            return 0
+        records = [r for path in segments for r in self._repair(path)]
+        rows = self._insert(token, records)
+        self._finish(manifest, segments, rows)
+        return rows
+
+    def _next_batch(self, force: bool) -> tuple[list[Path], list[bytes]] | None:
+        sealed = list(sealed_segments(self.spool_dir))
+        if not sealed:
+            return None
+        total = sum(p.stat().st_size for p in sealed if p.exists())
+        waited = time.time() - segment_created(sealed[0])
+        if not force and total < self.flush_bytes and waited < self.max_wait:
+            return None
+        chosen: list[Path] = []
+        records: list[bytes] = []
+        for path in sealed:
+            # Repair before the manifest names the segment, so a replay reads the same records.
+            got = self._repair(path)
+            if not got:
+                continue
+            if chosen and len(records) + len(got) > self.max_rows:
+                break
+            chosen.append(path)
+            records.extend(got)
+        return (chosen, records) if chosen else None
+
+    def drain_once(self, force: bool = True, deadline: float | None = None) -> int:
+        """Insert what is ready (everything when `force`); returns the rows inserted.
+
+        Raises StoreError when an insert fails; the batch stays on disk for the next try.
+        """
+        with self._lock:
+            total = 0
+            seal_orphans(self.spool_dir)
+            for manifest in sorted(self.spool_dir.glob(MANIFEST_GLOB)):
+                total += self._replay(manifest)
+            while deadline is None or time.monotonic() < deadline:
+                batch = self._next_batch(force)
+                if batch is None:
+                    break
+                segments, records = batch
+                names = [p.name for p in segments]
+                token = batch_token(self.collector_id, names)
+                self._seq += 1
+                manifest = self.spool_dir / f"batch-{time.time_ns():020d}-{self._seq:06d}.json"
+                write_atomic(manifest, json.dumps({"segments": names, "token": token}).encode())
+                rows = self._insert(token, records)
+                self._finish(manifest, segments, rows)
+                total += rows
+            return total
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def start(self, interval: float = 0.1) -> None:
         self._thread = threading.Thread(
             target=self._run, args=(interval,), name="writer", daemon=True
         )
         self._thread.start()
 
+    def _failed(self, exc: Exception) -> float:
+        self.stats.errors += 1
+        self.stats.consecutive_errors += 1
+        self.stats.last_error = str(exc)[:300]
+        self.stats.last_error_at = time.time()
+        backoff = min(5.0, 0.25 * 2.0 ** min(self.stats.consecutive_errors - 1, 5))
+        log.warning(
+            "writer: insert failed (%d in a row), the spool keeps the events; retrying in "
+            "%.1fs: %s",
+            self.stats.consecutive_errors,
+            backoff,
+            self.stats.last_error,
+        )
+        return backoff
+
     def _run(self, interval: float) -> None:
         while not self._stop.is_set():
+            wait = interval
             try:
-                self.drain_once()
-                self.sessions.expire(dt.datetime.now(dt.UTC))
+                self.drain_once(force=False)
+                self.sessions.expire(self.clock())
             except StoreError as exc:
-                self.errors += 1
-                log.warning("writer: insert failed, will retry: %s", exc)
-            self._stop.wait(interval)
+                wait = self._failed(exc)
+            except Exception as exc:  # a bug must not kill the writer silently
+                log.exception("writer: unexpected error")
+                wait = self._failed(exc)
+            self._stop.wait(wait)
 
-    def stop(self) -> None:
+    def stop(self, budget: float = 10.0) -> bool:
+        """Stop the loop, then insert what is left within `budget` seconds.
+
+        Returns True when the spool was emptied; otherwise the events stay spooled for the
+        next start.
+        """
+        deadline = time.monotonic() + budget
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=budget)
         try:
-            self.drain_once()
+            self.drain_once(force=True, deadline=deadline)
         except StoreError as exc:
             log.warning("writer: final drain failed; the spool keeps the events: %s", exc)
+            return False
+        left = usage(self.spool_dir).segments
+        return left == 0
+
+    def spool_usage(self) -> dict[str, float]:
+        spooled = usage(self.spool_dir)
+        oldest = 0.0 if spooled.oldest is None else max(0.0, time.time() - spooled.oldest)
+        return {
+            "firstparty_spool_bytes": spooled.bytes,
+            "firstparty_spool_segments": spooled.segments,
+            "firstparty_oldest_unflushed_event_age_seconds": round(oldest, 3),
+        }

@@ -1,0 +1,199 @@
+"""The writer against the real engine: batching, exactly-once replays, faults, settings check."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ingest.event import Event
+from ingest.spool import HEADER, QUARANTINE, SEALED, SpoolWriter, encode, sealed_segments
+from ingest.writer import (
+    FAULT_FILE,
+    DedupSettingsMissing,
+    Writer,
+    batch_token,
+    check_dedup_settings,
+)
+from store.base import Store, StoreUnavailable
+
+# Recent: events older than the retention TTL would be dropped on insert.
+T0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+
+
+def event(i: int, visitor: int | None = None) -> Event:
+    return Event(
+        site_id="example.com",
+        timestamp=T0 + dt.timedelta(seconds=i),
+        name="pageview",
+        visitor_id=visitor if visitor is not None else 5000 + i,
+        pathname=f"/p/{i}",
+    )
+
+
+def spool_events(spool_dir: Path, start: int, count: int, worker: str = "w0") -> None:
+    spool = SpoolWriter(spool_dir, worker)
+    for i in range(start, start + count):
+        spool.append([encode(event(i))])
+    spool.close()
+
+
+def counts(store: Store) -> tuple[int, int, int]:
+    events = int(store.query("SELECT count() FROM events").scalar())
+    distinct = int(store.query("SELECT uniqExact(pathname) FROM events").scalar())
+    session_events = int(store.query("SELECT sum(events) FROM sessions").scalar() or 0)
+    return events, distinct, session_events
+
+
+def make_writer(store: Store, spool_dir: Path, **kwargs: object) -> Writer:
+    return Writer(
+        store,
+        spool_dir,
+        collector_id="test",
+        fault_file=spool_dir.parent / FAULT_FILE,
+        clock=lambda: T0,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_segments_are_combined_into_large_batches(store: Store, tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    for w in range(3):
+        spool_events(spool_dir, w * 100, 100, worker=f"w{w}")
+    writer = make_writer(store, spool_dir, max_rows=250)
+    assert writer.drain_once() == 300
+    assert writer.stats.batch_rows == [200, 100]  # whole segments, at most max_rows each
+    assert counts(store) == (300, 300, 300)
+    assert not list(spool_dir.glob("*"))
+
+
+def test_a_batch_replayed_after_a_crash_is_stored_once_also_in_views(
+    store: Store, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_events(spool_dir, 0, 50)
+    spool_events(spool_dir, 50, 50, worker="w1")
+    saved = tmp_path / "saved"
+    shutil.copytree(spool_dir, saved)
+    writer = make_writer(store, spool_dir)
+    assert writer.drain_once() == 100
+    assert counts(store) == (100, 100, 100)
+
+    # The state a kill -9 leaves between the insert and the deletions: manifest + segments.
+    for path in saved.glob(f"*{SEALED}"):
+        shutil.copy(path, spool_dir / path.name)
+    names = sorted(p.name for p in sealed_segments(spool_dir))
+    manifest = {"segments": names, "token": batch_token("test", names)}
+    (spool_dir / "batch-00000000000000000001-000001.json").write_text(json.dumps(manifest))
+    restarted = make_writer(store, spool_dir)
+    restarted.drain_once()
+    assert counts(store) == (100, 100, 100)
+    assert not list(spool_dir.glob("*"))
+
+
+def test_a_manifest_written_before_a_crash_is_inserted_on_replay(
+    store: Store, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_events(spool_dir, 0, 30)
+    names = sorted(p.name for p in sealed_segments(spool_dir))
+    manifest = {"segments": names, "token": batch_token("test", names)}
+    (spool_dir / "batch-00000000000000000001-000001.json").write_text(json.dumps(manifest))
+    writer = make_writer(store, spool_dir)
+    assert writer.drain_once() == 30
+    assert counts(store) == (30, 30, 30)
+
+
+def test_a_manifest_with_segments_already_deleted_is_finished_without_insert(
+    store: Store, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_events(spool_dir, 0, 10)
+    spool_events(spool_dir, 10, 10, worker="w1")
+    names = sorted(p.name for p in sealed_segments(spool_dir))
+    manifest = {"segments": names, "token": batch_token("test", names)}
+    (spool_dir / "batch-00000000000000000001-000001.json").write_text(json.dumps(manifest))
+    (spool_dir / names[0]).unlink()  # the crash came during the deletions
+    writer = make_writer(store, spool_dir)
+    assert writer.drain_once() == 0
+    assert counts(store) == (0, 0, 0)
+    assert not list(spool_dir.glob("*"))
+
+
+def test_store_down_keeps_the_spool_and_recovery_drains_it(store: Store, tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_events(spool_dir, 0, 40)
+    fault = tmp_path / FAULT_FILE
+    fault.touch()
+    writer = make_writer(store, spool_dir)
+    with pytest.raises(StoreUnavailable):
+        writer.drain_once()
+    with pytest.raises(StoreUnavailable):
+        writer.drain_once()
+    assert counts(store) == (0, 0, 0)
+    assert len(list(spool_dir.glob("batch-*.json"))) == 1  # the same batch is retried
+    spool_events(spool_dir, 40, 10, worker="w1")
+    fault.unlink()
+    assert writer.drain_once() == 50
+    assert counts(store) == (50, 50, 50)
+
+
+def test_the_loop_backs_off_while_failing_and_reports_it(store: Store, tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_events(spool_dir, 0, 5)
+    (tmp_path / FAULT_FILE).touch()
+    writer = make_writer(store, spool_dir, max_wait=0.0)
+    writer.start(interval=0.01)
+    try:
+        deadline = dt.datetime.now() + dt.timedelta(seconds=5)
+        while writer.stats.errors < 2 and dt.datetime.now() < deadline:
+            pass
+        assert writer.state == "failing"
+        (tmp_path / FAULT_FILE).unlink()
+    finally:
+        assert writer.stop(budget=10)
+    assert writer.state == "ok"
+    assert counts(store) == (5, 5, 5)
+
+
+def test_corrupt_segments_keep_good_records(store: Store, tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_events(spool_dir, 0, 10)
+    (path,) = sealed_segments(spool_dir)
+    data = bytearray(path.read_bytes())
+    data[len(encode(event(0))) + HEADER.size + 3] ^= 0x01  # flip a bit in record 1
+    path.write_bytes(bytes(data[:-5]))  # and tear the last record
+    writer = make_writer(store, spool_dir)
+    assert writer.drain_once() == 8
+    stored = set(store.query("SELECT pathname FROM events").column("pathname"))
+    assert stored == {f"/p/{i}" for i in (0, 2, 3, 4, 5, 6, 7, 8)}
+    assert (spool_dir / QUARANTINE / (path.name + ".bad")).exists()
+    assert writer.stats.quarantined_bytes > 0
+
+
+def test_flush_waits_for_size_or_age(store: Store, tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_events(spool_dir, 0, 10)
+    writer = make_writer(store, spool_dir, max_wait=3600.0)
+    assert writer.drain_once(force=False) == 0  # young and small: wait for more
+    writer.max_wait = 0.0
+    assert writer.drain_once(force=False) == 10
+
+
+def test_dedup_settings_are_checked_on_events_and_view_targets(store: Store) -> None:
+    assert {"events", "sessions"} <= set(check_dedup_settings(store))
+    store.command(
+        "CREATE TABLE IF NOT EXISTS rollup_test (site_id String, n UInt64) "
+        "ENGINE = SummingMergeTree ORDER BY site_id"
+    )
+    store.command(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS rollup_test_mv TO rollup_test AS "
+        "SELECT site_id, count() AS n FROM events GROUP BY site_id"
+    )
+    with pytest.raises(DedupSettingsMissing, match="rollup_test"):
+        check_dedup_settings(store)
+    store.command("DROP VIEW rollup_test_mv")
+    store.command("DROP TABLE rollup_test")
