@@ -12,7 +12,6 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from firstparty.app import build_app
 from firstparty.config import Config, parse
 from store.base import Store
 from tests.conftest import SITE_CONFIG, Server, start_server
@@ -54,6 +53,8 @@ def app_config(tmp_path: Path, extra: str = "") -> Config:
 
 @pytest.fixture
 def app(store: Store, tmp_path: Path) -> Iterator[AppClient]:
+    from firstparty.app import build_app
+
     built = build_app(app_config(tmp_path), store, worker="test")
     yield AppClient(built)
     built.state.spool.close()

@@ -1,0 +1,209 @@
+"""The endpoint over real sockets against `firstparty serve`: body limits while streaming,
+Plausible's own tracker payloads end up stored, and X-Forwarded-For behind a trusted proxy."""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+import store
+from tests.collector.conftest import CHROME
+from tests.conftest import Server, start_server
+
+LIMIT = 65536
+
+
+def address(server: Server) -> tuple[str, int]:
+    parts = urlsplit(server.url)
+    assert parts.hostname and parts.port
+    return parts.hostname, parts.port
+
+
+def read_response(sock: socket.socket, timeout: float = 10) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def stored(server: Server, path: str, expect: int, timeout: float = 10) -> list[dict[str, Any]]:
+    """Rows of `events` for `path`, waiting until `expect` of them have been written."""
+    db = store.connect(server.env["FIRSTPARTY_STORE"])
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = db.query(
+                "SELECT name, pathname, props, interactive, engagement_ms, scroll_depth,"
+                " visitor_id, referrer_source FROM events WHERE pathname = {p:String}"
+                " ORDER BY timestamp, name",
+                {"p": path},
+            ).dicts()
+            if len(rows) >= expect or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
+    finally:
+        db.close()
+
+
+def post(server: Server, body: str, **headers: str) -> httpx.Response:
+    return httpx.post(
+        server.url + "/api/event",
+        content=body.encode(),
+        headers={"content-type": "text/plain", "user-agent": CHROME, **headers},
+    )
+
+
+def test_declared_oversize_body_is_refused_before_it_is_sent(live: Server) -> None:
+    with socket.create_connection(address(live)) as sock:
+        sock.sendall(
+            b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 10000000\r\n\r\n"
+        )
+        started = time.monotonic()
+        response = read_response(sock)
+        assert response.startswith(b"HTTP/1.1 413"), response[:200]
+        assert time.monotonic() - started < 5
+        assert b'"error"' in response
+
+
+def stream_until_answered(sock: socket.socket, head: bytes, chunk: bytes) -> tuple[int, bytes]:
+    """Send `chunk` repeatedly until the server answers; return bytes sent and the answer."""
+    sock.sendall(head)
+    sent = 0
+    while sent < 8 * 1024 * 1024:
+        readable, _, _ = select.select([sock], [], [], 0.005)
+        if readable:
+            return sent, read_response(sock)
+        try:
+            sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            return sent, read_response(sock)
+        sent += len(chunk)
+    return sent, b""
+
+
+def test_chunked_body_without_length_is_cut_at_the_limit(live: Server) -> None:
+    piece = b"x" * 8192
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    with socket.create_connection(address(live)) as sock:
+        sent, response = stream_until_answered(
+            sock,
+            b"POST /api/event HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            chunk,
+        )
+    assert response.startswith(b"HTTP/1.1 413"), response[:200]
+    # The server stops reading shortly after the limit; what we pushed meanwhile sits in buffers.
+    assert LIMIT < sent < 4 * 1024 * 1024
+
+
+def test_deeply_nested_json_over_http_is_400(live: Server) -> None:
+    response = post(live, "[" * 10_000 + "]" * 10_000)
+    assert response.status_code == 400
+    assert "nested" in response.json()["error"]
+    assert "Traceback" not in live.output()
+
+
+def test_plausibles_own_tracker_payloads_are_stored(live: Server) -> None:
+    """Byte for byte what Plausible's script sends (text/plain JSON), old and new versions."""
+    path = f"/plausible-{uuid.uuid4().hex[:8]}"
+    url = f"https://example.com{path}?utm_source=newsletter"
+    legacy_pageview = {  # plausible.js before v2: XHR, props as a JSON string, screen width
+        "n": "pageview",
+        "u": url,
+        "d": "example.com",
+        "r": "https://news.ycombinator.com/",
+        "w": 1280,
+    }
+    legacy_event = {
+        "n": "Signup",
+        "u": url,
+        "d": "example.com",
+        "r": None,
+        "w": 1280,
+        "p": json.dumps({"plan": "pro"}),
+        "h": 1,
+    }
+    modern_pageview = {"n": "pageview", "v": 26, "u": url, "d": "example.com", "r": None}
+    modern_event = {
+        "n": "Download",
+        "v": 26,
+        "u": url,
+        "d": "example.com",
+        "r": None,
+        "p": {"file": "a.pdf", "size": 12},
+        "i": False,
+    }
+    engagement = {
+        "n": "engagement",
+        "sd": 64,
+        "d": "example.com",
+        "u": url,
+        "p": {"file": "a.pdf"},
+        "e": 4321,
+        "v": 26,
+    }
+    for payload in (legacy_pageview, legacy_event, modern_pageview, modern_event, engagement):
+        response = post(live, json.dumps(payload))
+        assert response.status_code == 202, response.text
+        assert "x-dropped" not in response.headers, response.headers
+
+    rows = stored(live, path, 5)
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_name.setdefault(row["name"], []).append(row)
+    assert sorted(by_name) == ["Download", "Signup", "engagement", "pageview"]
+    assert len(by_name["pageview"]) == 2
+    assert dict(by_name["Signup"][0]["props"]) == {"plan": "pro"}
+    assert dict(by_name["Download"][0]["props"]) == {"file": "a.pdf", "size": "12"}
+    assert by_name["Download"][0]["interactive"] == 0
+    eng = by_name["engagement"][0]
+    assert (eng["engagement_ms"], eng["scroll_depth"], eng["interactive"]) == (4321, 64, 0)
+    assert any("ycombinator" in r["referrer_source"] for r in by_name["pageview"])
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server that trusts 127.0.0.1 (the test client) as its reverse proxy."""
+    root: Path = tmp_path_factory.mktemp("proxied") / "srv"
+    server = start_server(root, extra_env={"FIRSTPARTY_TRUSTED_PROXIES": "127.0.0.1,::1"})
+    yield server
+    server.stop()
+
+
+def visitors_for(server: Server, forwarded: list[str]) -> list[int]:
+    path = f"/xff-{uuid.uuid4().hex[:8]}"
+    for hop in forwarded:
+        body = json.dumps({"u": f"https://example.com{path}", "d": "example.com"})
+        assert post(server, body, **{"x-forwarded-for": hop}).status_code == 202
+    rows = stored(server, path, len(forwarded))
+    assert len(rows) == len(forwarded)
+    return [int(r["visitor_id"]) for r in rows]
+
+
+def test_forwarded_for_is_used_only_behind_a_trusted_proxy(proxied: Server, live: Server) -> None:
+    # Trusted peer: the visitor is the address the proxy saw, so two addresses, two visitors.
+    a, b, a_again = visitors_for(
+        proxied, ["198.51.100.23", "6.6.6.6, 198.51.100.99", "198.51.100.23, 127.0.0.1"]
+    )
+    assert a != b
+    assert a == a_again
+    # Untrusted peer (no trusted proxies configured): the header is ignored, one visitor.
+    x, y = visitors_for(live, ["198.51.100.23", "198.51.100.99"])
+    assert x == y
+    for server in (proxied, live):
+        assert "198.51.100.23" not in server.output()
