@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 PRESETS = ("day", "7d", "28d", "30d", "91d", "month", "6mo", "12mo", "year", "all")
 
-# Time dimension -> (SQL bucket function over a DateTime expression, Python step)
+# Time dimension -> its bucket over a UTC DateTime expression, as the label text we show.
 BUCKETS: dict[str, str] = {
-    "time:hour": "toStartOfHour({})",
-    "time:day": "toDate({})",
-    "time:week": "toMonday({})",
-    "time:month": "toStartOfMonth({})",
+    "time:hour": "toString(toStartOfHour({}))",
+    "time:day": "toString(toDate({}))",
+    "time:week": "toString(toMonday({}))",
+    "time:month": "toString(toStartOfMonth({}))",
 }
 
 

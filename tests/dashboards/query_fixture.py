@@ -24,9 +24,10 @@ from ingest.writer import insert_events
 from store.base import Store
 
 SITE = "example.com"
-DAY1 = dt.date(2026, 11, 10)
-DAY2 = dt.date(2026, 11, 11)
-NOW = dt.datetime(2026, 11, 12, 12, 0, tzinfo=dt.UTC)
+# Relative to today, so raw-event TTLs never delete the fixture and no retention warning shows.
+NOW = dt.datetime.now(dt.UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+DAY1 = NOW.date() - dt.timedelta(days=3)
+DAY2 = NOW.date() - dt.timedelta(days=2)
 RANGE = [DAY1.isoformat(), DAY2.isoformat()]
 
 CONFIG_TEXT = """
@@ -47,8 +48,9 @@ page = "/pricing"
 """
 
 
-def config(min_visitors: int = 1) -> Config:
+def config(min_visitors: int = 1, data_dir: str = "./data") -> Config:
     text = CONFIG_TEXT + f"\n[privacy]\nmin_visitors = {min_visitors}\n"
+    text += f"\n[server]\ndata_dir = {data_dir!r}\n"
     return parse(text, env={})
 
 

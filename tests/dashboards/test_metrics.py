@@ -1,0 +1,216 @@
+"""Every metric and every dimension against numbers counted by hand (see query_fixture)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dashboards.metrics import DIMENSIONS, METRICS
+from dashboards.query import parse_query, run_query
+from store.base import Store
+from tests.dashboards import query_fixture as fx
+
+ALL = list(fx.EXPECTED)
+
+
+def ask(store: Store, min_visitors: int = 1, **body: Any) -> dict[str, Any]:
+    config = fx.config(min_visitors)
+    spec = parse_query({"site_id": fx.SITE, "date_range": fx.RANGE, **body}, config, fx.NOW)
+    return run_query(store, config, spec, fx.NOW)
+
+
+def table(result: dict[str, Any]) -> dict[Any, list[Any]]:
+    rows = result["results"]
+    return {
+        (r["dimensions"][0] if len(r["dimensions"]) == 1 else tuple(r["dimensions"])): r["metrics"]
+        for r in rows
+    }
+
+
+@pytest.fixture
+def loaded(store: Store) -> Store:
+    fx.load(store)
+    return store
+
+
+def test_every_metric_matches_the_hand_count(loaded: Store) -> None:
+    result = ask(loaded, metrics=ALL)
+    assert dict(zip(ALL, result["results"][0]["metrics"], strict=True)) == fx.EXPECTED
+    assert "visitors_note" in result["meta"]  # a two-day total is labelled as a sum of days
+
+
+def test_the_rollup_path_gives_the_same_numbers_as_raw_events(loaded: Store) -> None:
+    # Small data: the uniqCombined64(12) states are exact below ~200 distinct ids, so the two
+    # paths must agree exactly here (docs/api.md: ~2 % HLL error on large sites).
+    metrics = ["visitors", "visits", "pageviews", "events", "views_per_visit"]
+    for dims in ([], ["time:day"], ["time:hour"], ["visit:source"], ["event:page"]):
+        for filters in (
+            [],
+            [["is", dims[0], ["/", "google.com"]]] if dims and "time" not in dims[0] else [],
+        ):
+            body = {"metrics": metrics, "dimensions": dims, "filters": filters}
+            raw = ask(loaded, **body, source="raw")
+            rollup = ask(loaded, **body, source="rollup")
+            assert raw["meta"]["source"] == "raw" and rollup["meta"]["source"] == "rollup"
+            assert rollup["results"] == raw["results"], (dims, filters)
+    breakdowns = [d for d, dim in DIMENSIONS.items() if dim.rollup]
+    for name in breakdowns:
+        body = {"metrics": ["visitors", "pageviews", "events"], "dimensions": [name]}
+        assert (
+            ask(loaded, **body, source="rollup")["results"]
+            == ask(loaded, **body, source="raw")["results"]
+        ), name
+
+
+def test_auto_planning_uses_rollups_only_when_they_can_answer(loaded: Store) -> None:
+    assert ask(loaded, metrics=["visitors"])["meta"]["source"] == "rollup"
+    assert (
+        ask(loaded, metrics=["visitors"], dimensions=["visit:country"])["meta"]["source"]
+        == "rollup"
+    )
+    two = ask(
+        loaded,
+        metrics=["visitors"],
+        dimensions=["visit:country"],
+        filters=[["is", "visit:browser", ["Safari"]]],
+    )
+    assert two["meta"]["source"] == "raw"  # a filter on another dimension needs raw events
+    assert table(two) == {"DE": [1]}
+    assert ask(loaded, metrics=["bounce_rate"])["meta"]["source"] == "rollup+sessions"
+
+
+def test_top_pages_with_visit_metrics_and_exit_rate(loaded: Store) -> None:
+    result = ask(
+        loaded,
+        metrics=[
+            "visitors",
+            "pageviews",
+            "bounce_rate",
+            "exit_rate",
+            "time_on_page",
+            "scroll_depth",
+        ],
+        dimensions=["event:page"],
+    )
+    assert table(result) == {
+        # sessions seen on `/`: A, B (bounce), C -> 33 %; exits from `/`: B and C of 3 views
+        "/": [3, 3, 33, 66.7, 10, 50],
+        "/pricing": [2, 2, 50, 100.0, 30, 80],
+        "/blog/post-1": [1, 1, 0, 0.0, 10, 100],
+    }
+    assert [r["dimensions"][0] for r in result["results"]] == ["/", "/pricing", "/blog/post-1"]
+
+
+def test_entry_and_exit_pages(loaded: Store) -> None:
+    metrics = ["visitors", "visits", "pageviews", "bounce_rate", "visit_duration"]
+    entry = ask(loaded, metrics=metrics, dimensions=["visit:entry_page"])
+    assert table(entry) == {
+        "/": [2, 2, 3, 50, 75],  # A (2 views, 150 s) and B (bounce)
+        "/blog/post-1": [1, 1, 2, 0, 301],
+        "/pricing": [1, 1, 1, 100, 0],
+    }
+    exits = ask(loaded, metrics=["visits"], dimensions=["visit:exit_page"])
+    assert table(exits) == {"/": [2], "/pricing": [2]}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "visit:source",
+            {"Direct / None": [2, 2], "google.com": [1, 2], "news.ycombinator.com": [1, 2]},
+        ),
+        ("visit:channel", {"Direct": [2, 2], "Organic Search": [1, 2], "Referral": [1, 2]}),
+        (
+            "visit:referrer",
+            {"": [2, 2], "https://google.com/": [1, 2], "https://news.ycombinator.com/": [1, 2]},
+        ),
+        ("visit:utm_source", {"": [2, 4], "newsletter": [1, 2]}),
+        ("visit:utm_medium", {"": [2, 4], "email": [1, 2]}),
+        ("visit:utm_campaign", {"": [2, 4], "spring": [1, 2]}),
+        ("visit:utm_content", {"": [3, 6]}),
+        ("visit:utm_term", {"": [3, 6]}),
+        ("visit:country", {"BE": [1, 2], "DE": [1, 3], "FR": [1, 1]}),
+        ("visit:region", {"BE-BRU": [1, 2], "DE-BE": [1, 3], "FR-IDF": [1, 1]}),
+        ("visit:device", {"Desktop": [2, 3], "Mobile": [1, 3]}),
+        ("visit:browser", {"Chrome": [1, 1], "Firefox": [1, 2], "Safari": [1, 3]}),
+        ("visit:browser_version", {"131": [1, 1], "132": [1, 2], "18": [1, 3]}),
+        ("visit:os", {"Linux": [1, 2], "Windows": [1, 1], "iOS": [1, 3]}),
+        ("visit:os_version", {"": [1, 2], "10": [1, 1], "18.1": [1, 3]}),
+        ("event:hostname", {"example.com": [3, 6]}),
+        ("event:name", {"pageview": [3, 6], "engagement": [2, 0], "Signup": [1, 0]}),
+        ("event:props:plan", {"(none)": [3, 6], "pro": [1, 0]}),
+    ],
+)
+def test_each_dimension(loaded: Store, name: str, expected: dict[str, list[int]]) -> None:
+    assert table(ask(loaded, metrics=["visitors", "pageviews"], dimensions=[name])) == expected
+
+
+def test_time_dimensions(loaded: Store) -> None:
+    d1, d2 = fx.DAY1.isoformat(), fx.DAY2.isoformat()
+    assert table(ask(loaded, metrics=["visitors", "pageviews"], dimensions=["time:day"])) == {
+        d1: [2, 3],
+        d2: [1, 3],
+    }
+    # `time` picks hours for a two-day range
+    assert table(ask(loaded, metrics=["pageviews"], dimensions=["time"])) == {
+        f"{d1} 10:00:00": [2],
+        f"{d1} 11:00:00": [1],
+        f"{d2} 09:00:00": [2],
+        f"{d2} 12:00:00": [1],
+    }
+    hours = table(ask(loaded, metrics=["pageviews", "visits"], dimensions=["time:hour"]))
+    assert hours == {
+        f"{d1} 10:00:00": [2, 1],
+        f"{d1} 11:00:00": [1, 1],
+        f"{d2} 09:00:00": [2, 1],
+        f"{d2} 12:00:00": [1, 1],
+    }
+    month = ask(loaded, metrics=["pageviews"], dimensions=["time:month"])
+    assert sum(r["metrics"][0] for r in month["results"]) == 6
+    week = ask(
+        loaded, metrics=["pageviews"], dimensions=["time:week"], include={"time_labels": True}
+    )
+    assert sum(r["metrics"][0] for r in week["results"]) == 6
+    assert all(label in week["meta"]["time_labels"] for label in table(week))
+    bounce = table(ask(loaded, metrics=["bounce_rate", "visit_duration"], dimensions=["time:day"]))
+    assert bounce == {d1: [50, 75], d2: [50, 150]}
+
+
+def test_goals_and_conversion_rates(loaded: Store) -> None:
+    goals = ask(
+        loaded, metrics=["visitors", "events", "conversion_rate"], dimensions=["event:goal"]
+    )
+    assert table(goals) == {"Visit pricing": [2, 2, 66.67], "Signup": [1, 1, 33.33]}
+    signup = ask(
+        loaded,
+        metrics=["visitors", "conversion_rate"],
+        filters=[["is", "event:goal", ["Signup"]]],
+    )
+    assert signup["results"][0]["metrics"] == [1, 33.33]
+    by_source = ask(
+        loaded,
+        metrics=["visitors", "conversion_rate"],
+        dimensions=["visit:source"],
+        filters=[["is", "event:goal", ["Visit pricing"]]],
+    )
+    assert table(by_source) == {"google.com": [1, 33.33], "Direct / None": [1, 33.33]}
+
+
+def test_percentage_and_views_per_visit(loaded: Store) -> None:
+    result = ask(
+        loaded, metrics=["visitors", "percentage", "views_per_visit"], dimensions=["visit:device"]
+    )
+    assert table(result) == {"Desktop": [2, 66.7, 1.5], "Mobile": [1, 33.3, 1.5]}
+
+
+def test_every_metric_and_dimension_is_covered_here() -> None:
+    import inspect
+    import sys
+
+    source = inspect.getsource(sys.modules[__name__])
+    for name in METRICS:
+        assert name in source, name
+    for name in DIMENSIONS:
+        assert f'"{name}"' in source, name
