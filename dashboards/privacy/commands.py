@@ -71,3 +71,101 @@ def cmd_audit(args: argparse.Namespace, config: Config) -> int:
     else:
         sys.stdout.write(report_mod.to_text(report))
     return 1 if report.failed else 0
+
+
+def _dsr_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, text in (
+        ("export", "export every row still linked to a device ID (GDPR art. 15 and 20)"),
+        ("delete", "physically delete every row still linked to a device ID (GDPR art. 17)"),
+    ):
+        child = sub.add_parser(name, help=text, description=text)
+        child.add_argument("--site", required=True, help="the site's domain, as configured")
+        who = child.add_mutually_exclusive_group(required=True)
+        who.add_argument("--device-id", help="the device ID the app sent")
+        who.add_argument(
+            "--device-id-stdin",
+            action="store_true",
+            help="read the device ID from standard input (keeps it out of shell history)",
+        )
+        if name == "export":
+            child.add_argument("--format", choices=["json", "csv"], default="json")
+            child.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    explain = sub.add_parser(
+        "explain",
+        help="print the statement for visitors without a device ID (cookie-less)",
+        description="print the statement the DPO can send to a cookie-less visitor",
+    )
+    explain.add_argument(
+        "--date", type=dt.date.fromisoformat, help="the visit date the request is about"
+    )
+
+
+def _device_id(args: argparse.Namespace) -> str:
+    value = sys.stdin.readline().strip() if args.device_id_stdin else str(args.device_id).strip()
+    if not value:
+        raise ValueError("the device ID is empty")
+    return value
+
+
+def _keep_receipt(config: Config, receipt: dict[str, object]) -> Path:
+    import json
+
+    folder = config.data_dir / "dsr"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "receipts.jsonl"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(receipt) + "\n")
+    return path
+
+
+@command("dsr", "data-subject requests: export, delete, explain", _dsr_args)
+def cmd_dsr(args: argparse.Namespace, config: Config) -> int:
+    from ingest import dsr
+    from store import connect
+
+    now = dt.datetime.now(dt.UTC)
+    store = connect(config.store)
+    try:
+        if args.action == "explain":
+            sys.stdout.write(dsr.explain(store, config, now, args.date))
+            return 0
+        if config.site(args.site) is None:
+            print(f"error: {args.site} is not a configured site", file=sys.stderr)
+            return 2
+        try:
+            device_id = _device_id(args)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        ids = dsr.device_ids_hashes(store, args.site, device_id)
+        receipt = dsr.new_receipt(args.action, args.site, len(ids), now)
+        if args.action == "export":
+            rows = dsr.find(store, args.site, ids)
+            receipt.rows = {t: len(r) for t, r in rows.items()}
+            text = (
+                dsr.export_json(args.site, rows, receipt)
+                if args.format == "json"
+                else dsr.export_csv(rows)
+            )
+            if args.output:
+                Path(args.output).write_text(text, encoding="utf-8")
+            else:
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        else:
+            found, remaining, rebuilt, mutations = dsr.delete(store, args.site, ids)
+            receipt.rows, receipt.remaining, receipt.rebuilt = found, remaining, rebuilt
+            receipt.mutations = mutations
+            receipt.notes.append(
+                "the rows were removed by ALTER TABLE ... DELETE (data parts rewritten, "
+                "mutations completed); superseded parts are erased by the engine within its "
+                "old_parts_lifetime (8 minutes by default)"
+            )
+            if not ids:
+                receipt.notes.append("no device key exists any more: nothing can be linked")
+        kept = _keep_receipt(config, receipt.to_dict())
+        out = sys.stderr if args.action == "export" and not args.output else sys.stdout
+        out.write(receipt.text() + f"Receipt kept in {kept}\n")
+        return 1 if any(receipt.remaining.values()) else 0
+    finally:
+        store.close()
