@@ -597,7 +597,8 @@ def _derive(
             )
         for name in ("bounce_rate", "visit_duration", "time_on_page", "scroll_depth"):
             if name in m and m[name] is not None:
-                m[name] = int(m[name])
+                # an average over no visits is NaN: report 0, as Plausible does
+                m[name] = int(m[name]) if m[name] == m[name] else 0
 
 
 def _totals(plan: _Plan, period: Period, drop_goal_filters: bool) -> int:
@@ -683,14 +684,15 @@ def _change(name: str, current: Any, previous: Any) -> Any:
 
 
 def first_day(store: Store, site: str) -> dt.date | None:
+    """The first day with data for `site` (the start of `all`), from the rollups."""
     value = store.query(
-        "SELECT min(hour) FROM rollup_hourly WHERE site_id = {s:String} AND dimension = ''",
+        "SELECT toString(toDate(min(hour))) FROM rollup_hourly "
+        "WHERE site_id = {s:String} AND dimension = ''",
         {"s": site},
         QUERY_SETTINGS,
     ).scalar()
-    if value is None or (isinstance(value, dt.datetime) and value.year < 1971):
-        return None
-    return value.date() if isinstance(value, dt.datetime) else None
+    day = dt.date.fromisoformat(str(value)) if value else None
+    return day if day is not None and day.year > 1970 else None
 
 
 def _warnings(plan: _Plan, period: Period, now: dt.datetime) -> list[str]:
