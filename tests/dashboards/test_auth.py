@@ -1,0 +1,224 @@
+"""Login, logout, sessions, CSRF, rate limits and security headers, over real HTTP."""
+
+from __future__ import annotations
+
+import datetime as dt
+import stat
+from pathlib import Path
+
+from dashboards.auth import SECRET_FILE, LoginLimiter, hashed_network, load_secret
+from dashboards.keys import create_key
+from dashboards.users import remove_user
+from tests.dashboards.web_fixtures import PASSWORD, Dashboard, dashboard, traffic
+
+__all__ = ["dashboard"]
+
+
+def _csrf(html: str) -> str:
+    return html.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+
+
+def test_pages_and_data_need_a_session(dashboard: Dashboard) -> None:
+    c = dashboard.client
+    page = c.get("/sites/example.com?period=7d", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"] == "/login?next=%2Fsites%2Fexample.com%3Fperiod%3D7d"
+    for url in (
+        "/sites/example.com.json",
+        "/sites/example.com?format=json",
+        "/sites.json",
+        "/sites/example.com/export.csv?dimension=visit:source",
+        "/sites/example.com/realtime.json",
+    ):
+        response = c.get(url, follow_redirects=False)
+        assert response.status_code == 401, url
+        assert "error" in response.json()
+
+
+def test_login_then_logout(dashboard: Dashboard) -> None:
+    traffic(dashboard.store, dt.datetime.now(dt.UTC).date())
+    c = dashboard.client
+    dashboard.login("Admin@Example.com")
+    cookie = next(ck for ck in c.cookies.jar if ck.name == "fp_session")
+    page = c.get("/sites/example.com")
+    assert page.status_code == 200
+    assert "admin@example.com" in page.text
+    # The cookie is HttpOnly and SameSite=Lax (checked on a fresh login's Set-Cookie).
+    login_page = c.get("/login", follow_redirects=False)  # already logged in
+    assert login_page.status_code == 303 and login_page.headers["location"] == "/"
+    fresh = _fresh_login(dashboard)
+    assert "httponly" in fresh.lower() and "samesite=lax" in fresh.lower()
+    assert "secure" not in fresh.lower()  # plain http here; https or an https public_url sets it
+    # Logging out ends the session on the server: the old cookie no longer works.
+    csrf = _csrf(page.text)
+    out = c.post("/logout", data={"csrf_token": csrf}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    c.cookies.set("fp_session", cookie.value or "")
+    assert c.get("/sites/example.com", follow_redirects=False).status_code == 303
+
+
+def _fresh_login(dashboard: Dashboard) -> str:
+    import httpx
+
+    with httpx.Client(base_url=str(dashboard.client.base_url)) as other:
+        page = other.get("/login")
+        response = other.post(
+            "/login",
+            data={
+                "email": "viewer@example.com",
+                "password": PASSWORD,
+                "csrf_token": _csrf(page.text),
+            },
+            follow_redirects=False,
+        )
+        assert response.status_code == 303
+        return next(
+            h for h in response.headers.get_list("set-cookie") if h.startswith("fp_session=")
+        )
+
+
+def test_wrong_password_and_unknown_user_are_refused_alike(dashboard: Dashboard) -> None:
+    c = dashboard.client
+    for email, password in (
+        ("admin@example.com", "wrong password"),
+        ("nobody@example.com", PASSWORD),
+    ):
+        page = c.get("/login")
+        response = c.post(
+            "/login",
+            data={"email": email, "password": password, "csrf_token": _csrf(page.text)},
+            follow_redirects=False,
+        )
+        assert response.status_code == 401
+        assert "Wrong email or password." in response.text
+        assert "fp_session" not in response.headers.get("set-cookie", "")
+
+
+def test_login_without_its_csrf_token_is_refused(dashboard: Dashboard) -> None:
+    c = dashboard.client
+    c.get("/login")
+    response = c.post(
+        "/login",
+        data={"email": "admin@example.com", "password": PASSWORD, "csrf_token": "forged"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 403
+    assert "fp_session" not in response.headers.get("set-cookie", "")
+
+
+def test_state_changes_need_the_csrf_token(dashboard: Dashboard) -> None:
+    c = dashboard.client
+    dashboard.login("admin@example.com")
+    forged = c.post("/sites/example.com/shares", data={"label": "x"}, follow_redirects=False)
+    assert forged.status_code == 403
+    wrong = c.post(
+        "/sites/example.com/shares",
+        data={"label": "x", "csrf_token": "0" * 40},
+        follow_redirects=False,
+    )
+    assert wrong.status_code == 403
+    out = c.post("/logout", data={}, follow_redirects=False)
+    assert out.status_code == 403  # a cross-site form cannot log a user out either
+    assert c.get("/sites/example.com", follow_redirects=False).status_code == 200
+
+
+def test_security_headers_on_every_dashboard_response(dashboard: Dashboard) -> None:
+    c = dashboard.client
+    responses = [c.get("/login"), c.get("/sites.json"), c.get("/assets/app.js")]
+    dashboard.login("admin@example.com")
+    responses += [c.get("/"), c.get("/sites/example.com"), c.get("/sites/example.com.json")]
+    for response in responses:
+        h = response.headers
+        csp = h["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp
+        assert h["x-content-type-options"] == "nosniff"
+        assert h["referrer-policy"] == "same-origin"
+        assert h["x-frame-options"] == "DENY"
+        if response.url.path.startswith("/assets/"):
+            assert "no-store" not in h["cache-control"]
+        else:
+            assert h["cache-control"] == "no-store"
+    # No inline script or style attribute in the HTML (the CSP would block them anyway).
+    page = c.get("/sites/example.com").text
+    assert "style=" not in page and "onclick" not in page
+    assert "<script>" not in page
+
+
+def test_api_key_reads_json_twins_of_its_sites_only(dashboard: Dashboard) -> None:
+    key = create_key(dashboard.store, ["example.com"])
+    auth = {"authorization": f"Bearer {key}"}
+    c = dashboard.client
+    assert c.get("/sites/example.com.json", headers=auth).status_code == 200
+    assert c.get("/sites/shop.example.org.json", headers=auth).status_code == 404
+    assert (
+        c.get("/sites/example.com.json", headers={"authorization": "Bearer fp_nope"}).status_code
+        == 401
+    )
+
+
+def test_removed_user_loses_their_session(dashboard: Dashboard) -> None:
+    dashboard.login("viewer@example.com")
+    assert dashboard.client.get("/sites/example.com", follow_redirects=False).status_code == 200
+    assert remove_user(dashboard.store, "viewer@example.com")
+    assert dashboard.client.get("/sites/example.com", follow_redirects=False).status_code == 303
+
+
+def test_forged_or_tampered_cookie_is_ignored(dashboard: Dashboard) -> None:
+    c = dashboard.client
+    dashboard.login("admin@example.com")
+    value = next(ck.value for ck in c.cookies.jar if ck.name == "fp_session") or ""
+    c.cookies.clear()
+    c.cookies.set("fp_session", value[:-2] + ("A" if value[-2] != "A" else "B") + value[-1])
+    assert c.get("/sites/example.com", follow_redirects=False).status_code == 303
+
+
+def test_login_rate_limit_holds_no_raw_ip(dashboard: Dashboard) -> None:
+    c = dashboard.client
+    for _ in range(10):
+        page = c.get("/login")
+        r = c.post(
+            "/login",
+            data={
+                "email": "admin@example.com",
+                "password": "nope-nope",
+                "csrf_token": _csrf(page.text),
+            },
+        )
+        assert r.status_code == 401
+    page = c.get("/login")
+    limited = c.post(
+        "/login",
+        data={"email": "admin@example.com", "password": PASSWORD, "csrf_token": _csrf(page.text)},
+        follow_redirects=False,
+    )
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+    from dashboards.auth import _AUTHS
+
+    held = [k for auth in _AUTHS.values() for k in auth.limiter.keys()]
+    assert held and all("127.0.0" not in k and "example.com" not in k for k in held)
+
+
+def test_limiter_window_slides_with_the_clock() -> None:
+    now = [1000.0]
+    limiter = LoginLimiter(max_failures=3, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.failed(["k"])
+    assert limiter.retry_after(["k"]) == 61
+    now[0] += 61
+    assert limiter.retry_after(["k"]) == 0
+
+
+def test_network_hash_truncates_and_is_keyed() -> None:
+    a = hashed_network(b"s" * 32, "203.0.113.7")
+    assert a == hashed_network(b"s" * 32, "203.0.113.200")  # same /24
+    assert a == hashed_network(b"s" * 32, "::ffff:203.0.113.9")  # IPv4-mapped is IPv4
+    assert a != hashed_network(b"t" * 32, "203.0.113.7")
+    assert "203" not in a
+
+
+def test_secret_is_created_once_with_mode_0600(tmp_path: Path) -> None:
+    first = load_secret(tmp_path / "d")
+    assert first == load_secret(tmp_path / "d") and len(first) == 32
+    mode = stat.S_IMODE((tmp_path / "d" / SECRET_FILE).stat().st_mode)
+    assert mode == 0o600
