@@ -7,3 +7,4 @@ from __future__ import annotations
 
 import dashboards.access_commands  # noqa: F401 - users, shares
 import dashboards.privacy.commands  # noqa: F401 - audit, dsr, privacy-notice, records
+import ingest.demo_command  # noqa: F401 - demo-data
