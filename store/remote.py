@@ -36,7 +36,9 @@ def encode_params(params: Params | None) -> dict[str, Any]:
         if isinstance(value, dt.datetime):
             if value.tzinfo is not None:
                 value = value.astimezone(dt.UTC).replace(tzinfo=None)
-            out[key] = value.strftime("%Y-%m-%d %H:%M:%S.%f")
+            # Whole seconds without a fraction, so `DateTime` parameters parse too.
+            fmt = "%Y-%m-%d %H:%M:%S" if not value.microsecond else "%Y-%m-%d %H:%M:%S.%f"
+            out[key] = value.strftime(fmt)
         elif isinstance(value, dt.date):
             out[key] = value.isoformat()
         else:
