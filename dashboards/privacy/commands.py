@@ -169,3 +169,66 @@ def cmd_dsr(args: argparse.Namespace, config: Config) -> int:
         return 1 if any(receipt.remaining.values()) else 0
     finally:
         store.close()
+
+
+def _notice_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lang", choices=["en", "fr", "nl"], default="en", help="default: en")
+    p.add_argument("--html", action="store_true", help="HTML instead of Markdown")
+    p.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+@command(
+    "privacy-notice",
+    "print the analytics section of the privacy policy, from the live configuration",
+    _notice_args,
+)
+def cmd_privacy_notice(args: argparse.Namespace, config: Config) -> int:
+    from dashboards.privacy import document, notice
+
+    blocks = notice.notice(config, args.lang)
+    text = (
+        document.to_html(blocks, notice.TITLES[args.lang], args.lang)
+        if args.html
+        else document.markdown(blocks)
+    )
+    _emit(text, args.output)
+    return 0
+
+
+def _records_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--html", action="store_true", help="HTML instead of Markdown")
+    p.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--controller", help="the controller's name (e.g. your company)")
+    p.add_argument("--contact", help="the controller's contact details")
+    p.add_argument("--dpo", help="the data protection officer's contact")
+
+
+@command(
+    "records",
+    "print the GDPR article 30 record of processing for the analytics, from the configuration",
+    _records_args,
+)
+def cmd_records(args: argparse.Namespace, config: Config) -> int:
+    from dashboards.privacy import document, records
+
+    controller = records.Controller(
+        name=args.controller or records.TO_COMPLETE,
+        contact=args.contact or records.TO_COMPLETE,
+        dpo=args.dpo or records.TO_COMPLETE,
+    )
+    when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    blocks = records.record(config, controller, when)
+    text = (
+        document.to_html(blocks, "Record of processing activities", "en")
+        if args.html
+        else document.markdown(blocks)
+    )
+    _emit(text, args.output)
+    return 0

@@ -19,8 +19,9 @@ IPV4_RE2 = r"\b(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,3})?"
 IPV6_RE2 = r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?:\.\d{1,3}){3})?(?:/\d{1,3})?"
 EMAIL_RE2 = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"
 UUID_RE2 = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
-TOKEN_RE2 = r"[A-Za-z0-9_\-]{24,}"  # noqa: S105 - a pattern, not a password
-ID_NUMBER_RE2 = r"\d{6,}"
+TOKEN_RE2 = r"[A-Za-z0-9_]{20,}"  # noqa: S105 - a pattern, not a password
+# As strict as the pipeline's redaction (ingest/steps/redact.py): 5+ digits, 20+ mixed chars.
+ID_NUMBER_RE2 = r"\d{5,}"
 USER_AGENT_RE2 = (
     r"Mozilla/\d|AppleWebKit/|Gecko/\d|Chrome/\d+\.\d|Safari/\d|Firefox/\d|"
     r"\(Windows NT |\(Macintosh;|\(X11;|\(iPhone;|\(iPad;|\(Linux; Android|Dalvik/|okhttp/|curl/\d"
