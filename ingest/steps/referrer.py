@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -80,6 +81,7 @@ class Referrers:
         self._hosts: dict[str, Source] = {}
         self._paths: dict[str, list[tuple[str, Source]]] = {}
         self._names: dict[str, Source] = {}
+        media: dict[str, Counter[str]] = {}
         for key, entry in data.items():
             source = Source(entry["source"], entry.get("medium", "unknown"))
             host, slash, path = key.partition("/")
@@ -87,7 +89,10 @@ class Referrers:
                 self._paths.setdefault(host.lower(), []).append(("/" + path, source))
             else:
                 self._hosts[host.lower()] = source
-            self._names.setdefault(source.name.lower(), source)
+            media.setdefault(source.name, Counter())[source.medium] += 1
+        for name, counts in media.items():
+            # A name's usual medium ("Google" is search, though support.google.com is not).
+            self._names[name.lower()] = Source(name, counts.most_common(1)[0][0])
         for host, (name, medium) in OUR_SOURCES.items():
             source = Source(name, medium)
             self._hosts[host] = source
@@ -248,6 +253,8 @@ def referrer(config: Config, redactor: Redactor, referrers: Referrers | None = N
             named = by_name(override)
             found = named if named is not None else Source(override[:MAX_SOURCE], "")
             event.referrer_source = found.name
+            # A tagged link without a medium (`?ref=producthunt`) is a referral.
+            has_referrer = True
         event.channel = channel(
             found.medium if found else "",
             event.referrer_source,

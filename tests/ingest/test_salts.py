@@ -1,0 +1,135 @@
+"""Daily salts: random, shared through the store, restart-safe, destroyed on schedule (also
+physically), never logged; the rotation log holds times only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import time
+
+import pyarrow as pa
+import pytest
+
+from ingest.salts import SALT_BYTES, SaltKeeper, lingering_parts
+from store.base import Store
+
+DAY = dt.date(2026, 3, 14)
+NOON = dt.datetime(2026, 3, 14, 12, 0, tzinfo=dt.UTC)
+GRACE = dt.timedelta(minutes=30)
+
+
+def salts_in_store(store: Store) -> list[tuple[dt.date, str]]:
+    return [(r["day"], r["salt"]) for r in store.query("SELECT day, salt FROM salts").dicts()]
+
+
+def test_salt_is_random_128_bits_and_created_once_per_day(store: Store) -> None:
+    keeper = SaltKeeper(store)
+    first = keeper.key(NOON)
+    assert len(first) == SALT_BYTES == 16
+    assert keeper.key(NOON + dt.timedelta(hours=5)) == first
+    other_day = keeper.key(NOON + dt.timedelta(days=1))
+    assert other_day != first
+    assert len(salts_in_store(store)) == 2
+    # Not derived from the date: a second store gets different salts for the same day.
+    values = {value for _, value in salts_in_store(store)}
+    assert all(len(v) == 2 * SALT_BYTES and int(v, 16) >= 0 for v in values)
+
+
+def test_new_keeper_on_the_same_store_gets_the_same_salt(store: Store) -> None:
+    before = SaltKeeper(store).key(NOON)
+    assert SaltKeeper(store).key(NOON + dt.timedelta(hours=1)) == before
+
+
+def test_racing_collectors_settle_on_the_smallest_salt_and_losers_are_deleted(
+    store: Store,
+) -> None:
+    a = SaltKeeper(store)
+    salt_a = a.key(NOON)
+    # Another collector inserted its own candidate in the same instant (before reading).
+    other = secrets.token_bytes(SALT_BYTES)
+    store.insert(
+        "salts", pa.table({"day": pa.array([DAY], pa.date32()), "salt": pa.array([other.hex()])})
+    )
+    b = SaltKeeper(store)
+    chosen = b.key(NOON)
+    assert chosen == min(salt_a, other, key=bytes.hex)
+    assert a.key(NOON + dt.timedelta(seconds=11)) == chosen  # a re-checks and agrees
+    assert [d for d, _ in salts_in_store(store)] == [DAY]  # the loser is gone
+
+
+def test_a_creator_rechecks_the_choice_after_a_while(store: Store) -> None:
+    a = SaltKeeper(store)
+    mine = a.key(NOON)
+    # Another collector's smaller salt lands after our read (simulated directly in the store).
+    store.insert(
+        "salts",
+        pa.table({"day": pa.array([DAY], pa.date32()), "salt": pa.array(["00" * SALT_BYTES])}),
+    )
+    assert a.key(NOON + dt.timedelta(seconds=1)) == mine  # still cached
+    assert a.key(NOON + dt.timedelta(seconds=11)) == bytes(SALT_BYTES)  # re-read: the min
+
+
+def test_previous_salt_only_within_the_session_timeout_after_midnight(store: Store) -> None:
+    keeper = SaltKeeper(store, grace=GRACE)
+    yesterday = keeper.key(NOON)
+    midnight = dt.datetime(2026, 3, 15, tzinfo=dt.UTC)
+    assert keeper.previous(midnight + dt.timedelta(minutes=5)) == yesterday
+    assert keeper.previous(midnight + dt.timedelta(minutes=31)) is None
+    assert keeper.previous(NOON) is None
+    # A fresh keeper (another worker) finds it in the store too.
+    assert SaltKeeper(store, grace=GRACE).previous(midnight + dt.timedelta(minutes=1)) == yesterday
+
+
+def test_previous_salt_destroyed_after_grace_and_at_most_two_exist(store: Store) -> None:
+    keeper = SaltKeeper(store, grace=GRACE)
+    for offset in range(4):
+        now = NOON + dt.timedelta(days=offset)
+        keeper.key(now)
+        keeper.destroy_expired(now)
+        assert len(salts_in_store(store)) <= 2
+    last_day = (NOON + dt.timedelta(days=3)).date()
+    midnight = dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), dt.UTC)
+    keeper.key(midnight + dt.timedelta(minutes=1))
+    # Sessions spanning midnight may still be open: both salts exist.
+    assert keeper.destroy_expired(midnight + dt.timedelta(minutes=29)) == []
+    assert {d for d, _ in salts_in_store(store)} == {last_day, last_day + dt.timedelta(days=1)}
+    assert keeper.destroy_expired(midnight + GRACE) == [last_day]
+    assert {d for d, _ in salts_in_store(store)} == {last_day + dt.timedelta(days=1)}
+    assert keeper.previous(midnight + GRACE) is None
+
+
+def test_destroyed_salts_do_not_linger_in_inactive_parts(store: Store) -> None:
+    keeper = SaltKeeper(store, grace=GRACE)
+    keeper.key(NOON)
+    keeper.key(NOON + dt.timedelta(days=1))
+    keeper.destroy_expired(NOON + dt.timedelta(days=2))
+    deadline = time.monotonic() + 20  # the engine's cleanup thread runs every second
+    while lingering_parts(store, "salts") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lingering_parts(store, "salts") == 0
+    assert salts_in_store(store) == []
+
+
+def test_rotation_log_has_times_only(store: Store) -> None:
+    keeper = SaltKeeper(store, grace=GRACE)
+    salt = keeper.key(NOON).hex()
+    keeper.destroy_expired(NOON + dt.timedelta(days=2))
+    rows = store.query("SELECT * FROM salt_log ORDER BY at").dicts()
+    assert [(r["kind"], r["period"], r["action"]) for r in rows] == [
+        ("visitor_salt", DAY, "created"),
+        ("visitor_salt", DAY, "destroyed"),
+    ]
+    assert rows[0]["at"] == NOON
+    assert salt not in repr(rows)
+    assert set(rows[0]) == {"kind", "rotation", "period", "action", "at"}
+
+
+def test_salts_never_logged(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    keeper = SaltKeeper(store, grace=GRACE)
+    values = [keeper.key(NOON).hex(), keeper.key(NOON + dt.timedelta(days=1)).hex()]
+    keeper.destroy_expired(NOON + dt.timedelta(days=3))
+    for value in values:
+        assert value not in caplog.text
+        assert value.upper() not in caplog.text
