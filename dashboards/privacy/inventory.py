@@ -92,9 +92,9 @@ def time_column(table: Table) -> str | None:
 def oldest_age_days(ctx: Context, table: Table, column: str) -> float | None:
     expr = f"toDateTime(`{column}`)"
     value = ctx.store.query(
-        f"SELECT dateDiff('second', min({expr}), {{now:DateTime('UTC')}}) FROM `{table.name}` "
-        "HAVING count() > 0",
-        {"now": ctx.now.replace(tzinfo=None)},
+        f"SELECT dateDiff('second', min({expr}), toDateTime({{now:UInt32}}, 'UTC')) "
+        f"FROM `{table.name}` HAVING count() > 0",
+        {"now": int(ctx.now.timestamp())},
     ).scalar()
     # Whole days, so two runs minutes apart produce the same digest.
     return None if value is None else float(int(value) // 86400)

@@ -84,7 +84,7 @@ def run(ctx: Context) -> Report:
                     verified="(the check could not run)",
                     method="",
                     evidence={"error": f"{type(exc).__name__}: {str(exc)[:300]}"},
-                    findings=[f"check {check_id} could not run: {type(exc).__name__}"],
+                    findings=[f"check {check_id} could not run: {str(exc)[:200]}"],
                 )
             )
     inv = next(c for c in checks if c.id == "inventory")
