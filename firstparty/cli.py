@@ -118,6 +118,11 @@ def cmd_keys(args: argparse.Namespace, config: Config) -> int:
 
 def _schema_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster", help="print the DDL for a ClickHouse cluster of this name")
+    p.add_argument(
+        "--apply",
+        action="store_true",
+        help="with --cluster: run that DDL through the store's node (ON CLUSTER reaches all)",
+    )
 
 
 @command("schema", "print the ClickHouse schema this version applies", _schema_args)
@@ -125,11 +130,43 @@ def cmd_schema(args: argparse.Namespace, config: Config) -> int:
     from firstparty.server import schema_values
     from store import schema as schema_mod
 
+    statements = schema_mod.statements(schema_values(config))
     if args.cluster:
-        print("error: cluster DDL is not available yet", file=sys.stderr)
-        return 2
-    for sql in schema_mod.statements(schema_values(config)):
+        from store.cluster import ClusterSchemaError, cluster_statements
+        from store.url import DEFAULT_DATABASE, parse_store_url
+
+        target = parse_store_url(config.store)
+        database = target.database if target.kind == "clickhouse" else DEFAULT_DATABASE
+        try:
+            statements = cluster_statements(statements, args.cluster, database)
+        except ClusterSchemaError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if args.apply:
+        return _apply_cluster_schema(args.cluster, statements, config)
+    for sql in statements:
         print(sql.rstrip(";") + ";\n")
+    return 0
+
+
+def _apply_cluster_schema(cluster: str | None, statements: list[str], config: Config) -> int:
+    from store import open_owner
+    from store.url import parse_store_url
+
+    if not cluster or parse_store_url(config.store).kind != "clickhouse":
+        print(
+            "error: --apply needs --cluster NAME and a clickhouse:// store (a single node "
+            "applies its schema when `firstparty serve` starts)",
+            file=sys.stderr,
+        )
+        return 2
+    store = open_owner(config.store)
+    try:
+        for sql in statements:
+            store.command(sql)
+    finally:
+        store.close()
+    print(f"Applied {len(statements)} statements on cluster {cluster} through {store.url}")
     return 0
 
 
