@@ -208,3 +208,17 @@ def test_forwarded_for_is_used_only_behind_a_trusted_proxy(proxied: Server, live
     assert x == y
     for server in (proxied, live):
         assert "198.51.100.23" not in server.output()
+
+
+def test_dropped_events_are_counted_by_reason_in_metrics(live: Server) -> None:
+    body = json.dumps({"u": "https://unknown.example/", "d": "unknown.example"})
+    response = post(live, body)
+    assert (response.status_code, response.headers["x-dropped"]) == (202, "unknown_site")
+    metrics = httpx.get(live.url + "/metrics").text
+    counted = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("firstparty_events_dropped_total{") and 'reason="unknown_site"' in line
+    ]
+    assert len(counted) == 1, metrics
+    assert float(counted[0].rsplit(" ", 1)[1]) >= 1
