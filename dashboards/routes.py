@@ -6,6 +6,7 @@ from starlette.routing import BaseRoute
 
 from dashboards.api import query_routes
 from dashboards.api_v1 import v1_routes
+from dashboards.privacy.pages import privacy_routes
 from dashboards.security import secured
 from dashboards.web.pages import web_routes
 from firstparty.config import Config
@@ -15,5 +16,10 @@ from store.aio import AsyncStore
 def routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
     # Security headers (CSP, nosniff, no framing, no-store) on every dashboard response.
     return secured(
-        [*query_routes(config, store), *v1_routes(config, store), *web_routes(config, store)]
+        [
+            *query_routes(config, store),
+            *v1_routes(config, store),
+            *privacy_routes(config, store),
+            *web_routes(config, store),
+        ]
     )

@@ -242,11 +242,21 @@ th,td{border:1px solid #e3e3e3;padding:.15rem .4rem;text-align:left;vertical-ali
 """
 
 
-def to_html(report: Report) -> str:
+def css() -> str:
+    return _CSS
+
+
+def to_html(report: Report, stylesheet: str = "") -> str:
+    """A standalone page (inline style), or one that links `stylesheet` (for a strict CSP)."""
+    style = (
+        f"<link rel='stylesheet' href='{html.escape(stylesheet)}'>"
+        if stylesheet
+        else f"<style>{_CSS}</style>"
+    )
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<title>Privacy audit</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"{style}</head><body>",
         "<h1>Privacy audit</h1>",
         f"<p>Generated {html.escape(report.generated_at)} on store "
         f"<code>{html.escape(report.store)}</code> with config "
