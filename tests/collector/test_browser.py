@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import store
+from collector.tracker import build
 from tests.collector.conftest import CHROME
 from tests.conftest import Server, start_server
 
@@ -339,19 +340,28 @@ def test_do_not_track_and_gpc_store_nothing(env: Env, visit: Any, header: str) -
     assert_clean(env, v)
 
 
-def test_excluded_paths_and_the_opt_out_flag_send_nothing(env: Env, visit: Any) -> None:
+def test_excluded_paths_opt_out_and_localhost_send_nothing(env: Env, visit: Any) -> None:
     v = visit()
     excluded = ["/admin" + unique() + "/users/7", unique("/drafts/x")]
     for path in excluded:
         v.page.goto(env.site.origin + path)
         v.page.wait_for_function("typeof window.firstparty === 'function'")
-    opted = unique("/opted")
+    # The opt-out page shipped for sites, on the site's origin: one click switches counting off.
+    env.site.pages["/privacy"] = (build.HERE / "optout.html").read_bytes()
     o = visit()
-    o.page.goto(env.site.origin + "/optout-setup")
-    o.page.evaluate("localStorage.setItem('firstparty_ignore', 'true')")
+    o.page.goto(env.site.origin + "/privacy")
+    o.page.click("#firstparty-optout-toggle")
+    assert "NOT counted" in o.page.inner_text("#firstparty-optout-status")
+    opted = unique("/opted")
     o.page.goto(env.site.origin + opted)
     o.page.wait_for_function("typeof window.firstparty === 'function'")
     o.page.click("#custom")
+    # On localhost the tracker stays silent unless data-allow-localhost is set.
+    local = visit()
+    local_path = unique("/local")
+    local.page.goto(f"http://127.0.0.1:{env.site.port}{local_path}")
+    local.page.wait_for_function("typeof window.firstparty === 'function'")
+    local.page.click("#custom")
     # A control visit after these proves beacons are flowing.
     control = unique("/control")
     c = visit()
@@ -360,7 +370,8 @@ def test_excluded_paths_and_the_opt_out_flag_send_nothing(env: Env, visit: Any) 
     time.sleep(0.5)
     for path in [*excluded, opted]:
         assert env.rows(path, 1, timeout=0.3) == []
-    assert not [r for r in v.requests if r.url.endswith("/api/event")]
+    for silent in (v, o, local):
+        assert not [r for r in silent.requests if r.url.endswith("/api/event")]
     assert_clean(env, v)
 
 
