@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 import store
@@ -52,6 +53,7 @@ class Site:
     """The fixture site: pages are generated per path, all including the tracker."""
 
     script: str
+    collector: str  # where the first-party path /p/ forwards to, like the site's nginx would
     server: ThreadingHTTPServer | None = None
     port: int = 0
     pages: dict[str, bytes] = field(default_factory=dict)
@@ -63,8 +65,34 @@ class Site:
 
 def serve_site(site: Site) -> None:
     class Handler(BaseHTTPRequestHandler):
+        def forward(self, method: str) -> None:
+            """The site's reverse proxy: /p/... goes to the collector, with X-Forwarded-For."""
+            length = int(self.headers.get("content-length") or 0)
+            response = httpx.request(
+                method,
+                site.collector + self.path.removeprefix("/p"),
+                content=self.rfile.read(length) if length else None,
+                headers={
+                    "content-type": self.headers.get("content-type", ""),
+                    "user-agent": self.headers.get("user-agent", ""),
+                    "x-forwarded-for": self.client_address[0],
+                },
+            )
+            self.send_response(response.status_code)
+            for name in ("content-type", "x-dropped", "cache-control"):
+                if name in response.headers:
+                    self.send_header(name, response.headers[name])
+            self.send_header("content-length", str(len(response.content)))
+            self.end_headers()
+            self.wfile.write(response.content)
+
+        def do_POST(self) -> None:
+            self.forward("POST")
+
         def do_GET(self) -> None:
             path = urlsplit(self.path).path
+            if path.startswith("/p/"):
+                return self.forward("GET")
             if path.endswith(".pdf"):
                 self.send_response(200)
                 self.send_header("content-type", "application/pdf")
@@ -137,7 +165,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     root: Path = tmp_path_factory.mktemp("browser") / "srv"
     collector = start_server(root)
     port = urlsplit(collector.url).port
-    site = Site(script=f"http://stats.example.com:{port}/js/script.full.js")
+    site = Site(
+        script=f"http://stats.example.com:{port}/js/script.full.js", collector=collector.url
+    )
     site.pages["*"] = page_html(site.script, BODY, 'data-exclude="/admin/**, /drafts/*"')
     site.pages["/hashapp"] = page_html(site.script, BODY, "data-hash")
     serve_site(site)
@@ -386,3 +416,18 @@ def test_a_failing_endpoint_never_breaks_the_page(env: Env, visit: Any) -> None:
     v.page.click("#spa")
     assert v.page.evaluate("1 + 1") == 2
     assert v.errors == []
+
+
+def test_first_party_path_through_the_sites_proxy(env: Env, visit: Any) -> None:
+    path = unique("/first-party")
+    env.site.pages[path] = page_html("/p/js/script.js", BODY)
+    v = visit()
+    v.page.goto(env.site.origin + path)
+    v.page.click("#custom")
+    rows = env.rows(path, 2)
+    assert sorted(r["name"] for r in rows) == ["Custom", "pageview"]
+    # Script and beacons went to the site's own origin only.
+    origins = {"{0.scheme}://{0.netloc}".format(urlsplit(r.url)) for r in v.requests}
+    assert origins == {env.site.origin}
+    assert any(r.url == env.site.origin + "/p/api/event" for r in v.requests)
+    assert_clean(env, v)
