@@ -72,6 +72,8 @@ def insert_events(
 
 _TO_TABLE = re.compile(r"\bTO\s+(?:`?(\w+)`?\.)?`?(\w+)`?", re.IGNORECASE)
 _WINDOW = re.compile(r"non_replicated_deduplication_window\s*=\s*(\d+)")
+# On a cluster `events` is Distributed over `events_local` (store/cluster.py): check that one.
+_DISTRIBUTED = re.compile(r"^Distributed\('[^']*',\s*'[^']*',\s*'(\w+)'")
 
 
 def check_dedup_settings(store: Store) -> list[str]:
@@ -97,6 +99,10 @@ def check_dedup_settings(store: Store) -> list[str]:
             missing.append(f"{name} (table not found)")
             continue
         engine_full = str(found["engine_full"])
+        local = _DISTRIBUTED.match(engine_full) if found["engine"] == "Distributed" else None
+        if local is not None and local.group(1) in tables:
+            found = tables[local.group(1)]
+            engine_full = str(found["engine_full"])
         if str(found["engine"]).startswith("Replicated"):
             continue
         window = _WINDOW.search(engine_full)

@@ -237,7 +237,23 @@ CHDB_NODE = textwrap.dedent(
         return [list(r) for r in cursor.fetchall()]
     for sql in ddl:
         cursor.execute(sql)
+
+    class Rows:
+        def __init__(self, names, values):
+            self.names, self.values = names, values
+        def dicts(self):
+            return [dict(zip(self.names, v)) for v in self.values]
+
+    class Node:  # the one query the collector's start-up check makes, run on this engine
+        def query(self, sql, params=None, settings=None):
+            cursor.execute(sql.replace("currentDatabase()", "'firstparty'"))
+            values = cursor.fetchall()
+            return Rows([d[0] for d in cursor.description], values)
+
+    from ingest.writer import check_dedup_settings
+    checked = check_dedup_settings(Node())
     print(json.dumps({
+        "dedup_checked": checked,
         "clusters": rows("SELECT cluster, shard_num, replica_num, host_name FROM system.clusters"),
         "macros": dict(rows("SELECT macro, substitution FROM system.macros")),
         "tables": dict(rows("SELECT name, engine FROM system.tables "
@@ -301,6 +317,8 @@ def test_a_node_configured_from_deploy_runs_the_generated_ddl(
     assert {replica for _, _, replica in seen["replicas"]} == {"clickhouse-s2-r1"}
     for table, engine_full in seen["distributed"]:
         assert engine_full.startswith(f"Distributed('{name}', 'firstparty', '{table}_local'")
+    # A collector starting against this node accepts its dedup guarantees (Replicated).
+    assert {"events", "sessions_local"} <= set(seen["dedup_checked"])
     # Every statement made an object: nothing of the single-node schema went missing.
     expected = {
         m.group(1)
