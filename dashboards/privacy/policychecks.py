@@ -30,6 +30,35 @@ def _suppression_self_test(k: int) -> dict[str, Any]:
     }
 
 
+LIVE_DIMENSIONS = ("event:page", "visit:country", "visit:browser", "visit:source")
+
+
+def _live_breakdowns(ctx: Context, k: int) -> dict[str, Any]:
+    """Ask the query layer (the code the dashboards and the API use) for breakdowns of the last
+    30 days, and report the smallest group it shows."""
+    try:
+        from dashboards.query import QueryError, parse_query, run_query
+    except ImportError:
+        return {"available": False}
+    shown: dict[str, Any] = {}
+    for site in [s.domain for s in ctx.config.sites][:5]:
+        for dim in LIVE_DIMENSIONS:
+            body = {"site_id": site, "metrics": ["visitors"], "date_range": "30d"}
+            try:
+                spec = parse_query(body | {"dimensions": [dim]}, ctx.config, ctx.now)
+                result = run_query(ctx.store, ctx.config, spec, ctx.now)
+            except QueryError as exc:
+                shown[f"{site} {dim}"] = {"error": str(exc)[:200]}
+                continue
+            values = [r["metrics"][0] for r in result["results"]]
+            visible = [v for v in values if v is not None]
+            shown[f"{site} {dim}"] = {
+                "rows": len(values),
+                "smallest_visible": min(visible, default=None),
+            }
+    return {"available": True, "breakdowns": shown}
+
+
 def k_anonymity(ctx: Context) -> Check:
     k = ctx.config.privacy.min_visitors
     findings: list[str] = []
@@ -71,6 +100,14 @@ def k_anonymity(ctx: Context) -> Check:
             "privacy.min_visitors is 1: dashboard and API cells are not suppressed; a person must "
             "decide whether that is acceptable for these sites",
         )
+    live = _live_breakdowns(ctx, k)
+    evidence["live_breakdowns"] = live
+    if k >= 2:
+        for name, seen in live.get("breakdowns", {}).items():
+            smallest = seen.get("smallest_visible")
+            if smallest is not None and smallest < k:
+                status = "fail"
+                findings.append(f"the query layer shows a group of {smallest} visitors ({name})")
     test = evidence["suppression_self_test"]
     if test.get("available") and k >= 2 and (test.get("smallest_shown") or k) < k:
         status = "fail"
@@ -86,8 +123,10 @@ def k_anonymity(ctx: Context) -> Check:
         ),
         method=(
             "Read privacy.min_visitors from the configuration; ran the dashboards' suppression "
-            "routine on cells below k; grouped the live sessions table by its quasi-identifiers "
-            "per site and counted the sessions alone in their group."
+            "routine on cells below k; asked the query layer for the last 30 days broken down "
+            f"by {', '.join(LIVE_DIMENSIONS)} and took the smallest group shown; grouped the "
+            "live sessions table by its quasi-identifiers per site and counted the sessions "
+            "alone in their group."
         ),
         evidence=evidence,
         findings=findings,
