@@ -17,6 +17,7 @@ from store.base import Store
 from tests.conftest import SITE_CONFIG, Server, start_server
 
 VISITOR_IP = "203.0.113.77"
+PROXY_ADDRESS = "127.0.0.2"
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36"
@@ -62,7 +63,14 @@ def app(store: Store, tmp_path: Path) -> Iterator[AppClient]:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real server for a whole module (start-up costs seconds)."""
-    server = start_server(tmp_path_factory.mktemp("live") / "srv")
+    """One real server for a whole module (start-up costs seconds).
+
+    It trusts 127.0.0.2 as a reverse proxy: requests from 127.0.0.1 are an ordinary client's,
+    requests from 127.0.0.2 (see PROXY_ADDRESS) are the proxy's.
+    """
+    server = start_server(
+        tmp_path_factory.mktemp("live") / "srv",
+        extra_env={"FIRSTPARTY_TRUSTED_PROXIES": PROXY_ADDRESS},
+    )
     yield server
     server.stop()

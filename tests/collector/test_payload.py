@@ -210,7 +210,7 @@ near_valid = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_fuzz_raw_bytes_never_escape(raw: bytes) -> None:
     try:
@@ -219,7 +219,7 @@ def test_fuzz_raw_bytes_never_escape(raw: bytes) -> None:
         pass
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.dictionaries(keys, json_values, max_size=8) | near_valid)
 def test_fuzz_json_objects_parse_or_name_the_problem(body: dict[str, Any]) -> None:
     try:
