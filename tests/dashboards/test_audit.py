@@ -325,3 +325,18 @@ def test_cli_audit_json_html_exit_status_and_saved_baseline(
     assert main(base) == 1
     text = capsys.readouterr().out
     assert "[  FAIL] URL, referrer and property hygiene" in text
+
+
+def test_previous_salt_is_allowed_until_its_sessions_close(store: Store, clean: Config) -> None:
+    yesterday = NOW.date() - dt.timedelta(days=1)
+    store.command(
+        "INSERT INTO salts (day, salt) VALUES ({d:Date}, {s:String})",
+        {"d": yesterday, "s": secrets.token_hex(16)},
+    )
+    midnight = dt.datetime.combine(NOW.date(), dt.time(0), dt.UTC)
+    early = report.run(Context(store, clean, midnight + dt.timedelta(minutes=20)))
+    assert check(early, "salts")[0] == "pass"
+    late = report.run(Context(store, clean, midnight + dt.timedelta(hours=6)))
+    status, findings = check(late, "salts")
+    assert status == "review"
+    assert f"yesterday's salt ({yesterday.isoformat()}) still exists" in findings
