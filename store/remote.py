@@ -29,21 +29,23 @@ def socket_path(engine_path: Path) -> Path:
     return engine_path.with_name(engine_path.name + ".sock")
 
 
+def _encode(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        # Whole seconds without a fraction, so `DateTime` parameters parse too.
+        fmt = "%Y-%m-%d %H:%M:%S" if not value.microsecond else "%Y-%m-%d %H:%M:%S.%f"
+        return value.strftime(fmt)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]  # Array(Date), Array(DateTime) parameters
+    return value
+
+
 def encode_params(params: Params | None) -> dict[str, Any]:
     """JSON-safe parameters; datetimes in the text form ClickHouse parses for DateTime64."""
-    out: dict[str, Any] = {}
-    for key, value in (params or {}).items():
-        if isinstance(value, dt.datetime):
-            if value.tzinfo is not None:
-                value = value.astimezone(dt.UTC).replace(tzinfo=None)
-            # Whole seconds without a fraction, so `DateTime` parameters parse too.
-            fmt = "%Y-%m-%d %H:%M:%S" if not value.microsecond else "%Y-%m-%d %H:%M:%S.%f"
-            out[key] = value.strftime(fmt)
-        elif isinstance(value, dt.date):
-            out[key] = value.isoformat()
-        else:
-            out[key] = value
-    return out
+    return {key: _encode(value) for key, value in (params or {}).items()}
 
 
 def table_to_ipc(table: pa.Table) -> bytes:
