@@ -102,14 +102,18 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
         return _login_form(request)
 
     def _login_form(
-        request: Request, error: str = "", status: int = 200, email: str = ""
+        request: Request,
+        error: str = "",
+        status: int = 200,
+        email: str = "",
+        next_url: str | None = None,
     ) -> Response:
         nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
         response = _html(
             "login.html",
             status,
             csrf=auth().csrf_for_login(nonce),
-            next=_local_next(request.query_params.get("next")),
+            next=_local_next(next_url or request.query_params.get("next")),
             error=error,
             email=email,
             principal=None,
@@ -129,10 +133,11 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
         email = str(form.get("email", ""))[:254]
         password = str(form.get("password", ""))[:1024]
         nonce = request.cookies.get(LOGIN_COOKIE, "")
+        next_url = _local_next(str(form.get("next", "")) or None)
         expected = auth().csrf_for_login(nonce) if nonce else ""
         if not expected or not secrets.compare_digest(expected, str(form.get(CSRF_FIELD, ""))):
             return _login_form(
-                request, "Your login form expired; please try again.", status=403, email=email
+                request, "Your login form expired; please try again.", 403, email, next_url
             )
         keys = auth().limiter_keys(request, email)
         wait = auth().limiter.retry_after(keys)
@@ -142,15 +147,15 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
                 f"Too many failed logins; try again in {wait // 60 + 1} minutes.",
                 status=429,
                 email=email,
+                next_url=next_url,
             )
             response.headers["retry-after"] = str(wait)
             return response
         user = await store.sync_call(check_password, email, password)
         if user is None:
             auth().limiter.failed(keys)
-            return _login_form(request, "Wrong email or password.", status=401, email=email)
-        destination = _local_next(str(form.get("next", "")) or None)
-        response = RedirectResponse(destination, status_code=303)
+            return _login_form(request, "Wrong email or password.", 401, email, next_url)
+        response = RedirectResponse(next_url, status_code=303)
         await auth().start_session(response, request, user)
         return response
 

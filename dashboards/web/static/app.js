@@ -11,6 +11,8 @@
       var isCustom = period.value === "custom";
       custom.hidden = !isCustom;
       apply.hidden = !isCustom;
+      // Dates only travel with a custom range, so preset URLs stay short and shareable.
+      custom.querySelectorAll("input").forEach(function (input) { input.disabled = !isCustom; });
     }
     sync();
     period.addEventListener("change", function () {
@@ -45,13 +47,21 @@
     var hourly = chart.interval === "hour";
     var fmtDate = uPlot.fmtDate(hourly ? "{MMM} {D} {HH}:00" : chart.interval === "month" ? "{MMM} {YYYY}" : "{MMM} {D}");
     var axisStyle = { stroke: muted, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
+    // Ticks on bucket starts only (no "8am" under a daily chart), at most about ten of them.
+    var every = Math.max(1, Math.ceil(chart.labels.length / 10));
+    var tickFmt = uPlot.fmtDate(hourly ? "{MMM} {D}\n{HH}:00" : chart.interval === "month" ? "{MMM} {YYYY}" : "{MMM} {D}");
+    var xAxis = Object.assign({
+      splits: function () { return chart.labels.filter(function (_, i) { return i % every === 0; }); },
+      values: function (u, splits) { return splits.map(function (v) { return tickFmt(uPlot.tzDate(new Date(v * 1e3), "Etc/UTC")); }); },
+      size: hourly ? 56 : 40,
+    }, axisStyle);
     // The legend sits under the plot, inside the holder: leave it room.
     function size() { return { width: holder.clientWidth, height: holder.clientWidth < 600 ? 200 : 280 }; }
     var opts = Object.assign(size(), {
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(4, Math.ceil(max * 1.1))]; } } },
       series: [{ value: function (u, v) { return v == null ? "–" : fmtDate(uPlot.tzDate(new Date(v * 1e3), "Etc/UTC")); } }].concat(series.slice(1)),
-      axes: [Object.assign({}, axisStyle), Object.assign({ size: 50 }, axisStyle)],
+      axes: [xAxis, Object.assign({ size: 50 }, axisStyle)],
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
     });
