@@ -431,3 +431,18 @@ def test_first_party_path_through_the_sites_proxy(env: Env, visit: Any) -> None:
     assert origins == {env.site.origin}
     assert any(r.url == env.site.origin + "/p/api/event" for r in v.requests)
     assert_clean(env, v)
+
+
+def test_allow_localhost_sends_and_the_collector_drops_it(env: Env, visit: Any) -> None:
+    path = unique("/dev")
+    env.site.pages[path] = page_html(env.site.script, BODY, "data-allow-localhost")
+    v = visit()
+    with v.page.expect_request(lambda r: r.url.endswith("/api/event")) as sent:
+        v.page.goto(f"http://localhost:{env.site.port}{path}")
+    assert path in (sent.value.post_data or "")
+    # The collector's pipeline drops localhost pages (counted, not stored).
+    deadline = time.monotonic() + 5
+    while 'reason="localhost"' not in httpx.get(env.collector.url + "/metrics").text:
+        assert time.monotonic() < deadline, "no localhost drop was counted"
+        time.sleep(0.1)
+    assert env.rows(path, 1, timeout=0.3) == []
