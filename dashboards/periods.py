@@ -41,6 +41,9 @@ class Period:
         last = self.end - dt.timedelta(seconds=1)
         return [_iso(self.start), _iso(last)]
 
+    def day_aligned(self) -> bool:
+        return self.hour_aligned() and self.start.hour == 0 and self.end.hour == 0
+
     def hour_aligned(self) -> bool:
         return all(
             t.minute == 0 and t.second == 0 and t.microsecond == 0 for t in (self.start, self.end)

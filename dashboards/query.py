@@ -34,6 +34,7 @@ from dashboards.metrics import (
 )
 from dashboards.periods import BUCKETS, Period, RangeError, auto_bucket, bucket_label, parse_range
 from dashboards.periods import time_labels as make_time_labels
+from dashboards.rollups import cutoff, finalize, merged_sessions_sql, visits_key
 from dashboards.suppression import OTHER, Row, fold, withhold_small
 from firstparty.config import Config
 from store.base import Store
@@ -51,25 +52,6 @@ SESSION_METRICS = ("bounce_rate", "visit_duration")
 SOURCES = ("auto", "rollup", "raw")
 HOUR_TYPE = "DateTime('UTC')"
 DIRECT = "Direct / None"
-
-# Merged per-session columns: one row per visit, with its visit attributes.
-_VISIT_COLUMNS = (
-    "referrer",
-    "referrer_source",
-    "channel",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_content",
-    "utm_term",
-    "country_code",
-    "region",
-    "browser",
-    "browser_version",
-    "os",
-    "os_version",
-    "device",
-)
 
 
 class QueryError(ValueError):
@@ -298,6 +280,7 @@ class _Plan:
     config: Config
     spec: QuerySpec
     grains: dict[str, str]  # time dimension name -> resolved grain
+    now: dt.datetime
     notes: list[str] = field(default_factory=list)
     sources: set[str] = field(default_factory=set)
 
@@ -310,6 +293,10 @@ class _Plan:
 
     def query(self, sql: str, params: Params) -> list[dict[str, Any]]:
         return self.store.query(sql, params.values, QUERY_SETTINGS).dicts()
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def _time(plan: _Plan, period: Period, params: Params) -> tuple[str, str]:
@@ -361,20 +348,27 @@ def _event_dim_expr(plan: _Plan, dim: Dimension, params: Params, ts: str = "time
     return _wrap(dim, dim.column)
 
 
-def _rollup_ok(plan: _Plan, period: Period, metrics: set[str]) -> bool:
+def _rollup_source(plan: _Plan, period: Period, metrics: set[str]) -> tuple[str, str] | None:
+    """(table, dimension key) of the event rollup that can answer, or None for raw events."""
     spec = plan.spec
     if spec.source == "raw" or not metrics <= ROLLUP_METRICS:
-        return False
+        return None
     nontime = [d for d in plan.dims if d.kind != "time"]
     if len(nontime) > 1 or (nontime and not nontime[0].rollup):
-        return False
+        return None
     filtered = {leaf.dim.name: leaf.dim for f in spec.filters for leaf in flt.leaves(f)}
     if len(filtered) > 1:
-        return False
+        return None
     for d in filtered.values():
         if not d.rollup or (nontime and d.name != nontime[0].name):
-            return False
-    return period.hour_aligned()
+            return None
+    hourly = any(g == "time:hour" for g in plan.grains.values()) or not period.day_aligned()
+    if hourly:
+        if nontime or filtered or not period.hour_aligned():
+            return None
+        return "rollup_hourly", ""
+    key = nontime[0].rollup if nontime else next((d.rollup for d in filtered.values()), "")
+    return "rollup_daily", key
 
 
 def _event_rows(
@@ -384,28 +378,30 @@ def _event_rows(
     dims = plan.dims
     names = [f"d{i}" for i in range(len(dims))]
     wanted = sorted(metrics | {"visitors"})
-    if _rollup_ok(plan, period, set(wanted)):
+    rollup = _rollup_source(plan, period, set(wanted))
+    if rollup is not None:
+        table, key = rollup
         plan.sources.add("rollup")
-        nontime = [d for d in dims if d.kind != "time"]
-        filtered = [leaf.dim for f in plan.spec.filters for leaf in flt.leaves(f)]
-        key = nontime[0].rollup if nontime else (filtered[0].rollup if filtered else "")
+        column = "hour" if table == "rollup_hourly" else "day"
+        kind = "DateTime('UTC')" if table == "rollup_hourly" else "Date"
+        start = period.start if table == "rollup_hourly" else period.start.date()
+        end = period.end if table == "rollup_hourly" else period.end.date()
         cols = [
-            (BUCKETS[plan.grain(d)].format("hour") if d.kind == "time" else _wrap(d, "value"))
+            (BUCKETS[plan.grain(d)].format(column) if d.kind == "time" else _wrap(d, "value"))
             + f" AS {n}"
             for d, n in zip(dims, names, strict=True)
         ]
         site = params.add(plan.spec.site_id, "String")
         where = (
             f"site_id = {site} AND dimension = {params.add(key, 'String')} "
-            f"AND hour >= {params.add(period.start, HOUR_TYPE)} "
-            f"AND hour < {params.add(period.end, HOUR_TYPE)}"
+            f"AND {column} >= {params.add(start, kind)} AND {column} < {params.add(end, kind)}"
         )
         for tree in plan.spec.filters:
             where += " AND " + flt.compile_tree(
                 tree, lambda leaf: flt.leaf_sql(leaf, _wrap(leaf.dim, "value"), params)
             )
-        aggs = [f"{METRICS[m].rollup_sql} AS {m}" for m in wanted]
-        table = "rollup_hourly"
+        # `m_` aliases: a column and an aggregate of it must not share a name
+        aggs = [f"{METRICS[m].rollup_sql} AS m_{m}" for m in wanted]
     else:
         if plan.spec.source == "rollup":
             raise QueryError("source", "this query cannot be answered from the rollups")
@@ -414,38 +410,18 @@ def _event_rows(
             f"{_event_dim_expr(plan, d, params)} AS {n}" for d, n in zip(dims, names, strict=True)
         ]
         where = _events_where(plan, period, params)
-        aggs = [f"{METRICS[m].sql} AS {m}" for m in wanted]
+        aggs = [f"{METRICS[m].sql} AS m_{m}" for m in wanted]
         table = "events"
-    group = f" GROUP BY {', '.join(names)} ORDER BY visitors DESC LIMIT {MAX_ROWS}" if names else ""
+    group = (
+        f" GROUP BY {', '.join(names)} ORDER BY m_visitors DESC LIMIT {MAX_ROWS}" if names else ""
+    )
     sql = f"SELECT {', '.join([*cols, *aggs])} FROM {table} WHERE {where}{group}"
     rows = plan.query(sql, params)
-    return {_key(plan, r, names): {m: r[m] for m in wanted} for r in rows}
+    return {_key(plan, r, names): {m: r["m_" + m] for m in wanted} for r in rows}
 
 
 def _key(plan: _Plan, row: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
-    out = []
-    for d, n in zip(plan.dims, names, strict=True):
-        out.append(bucket_label(plan.grain(d), row[n]) if d.kind == "time" else row[n])
-    return tuple(out)
-
-
-def _sessions_sql(plan: _Plan, period: Period, params: Params) -> str:
-    """One row per visit starting in the period (merged from the `sessions` parts)."""
-    site = params.add(plan.spec.site_id, "String")
-    start, end = _time(plan, period, params)
-    visit = ", ".join(f"any({c}) AS s_{c}" for c in _VISIT_COLUMNS)
-    sql = (
-        "SELECT session_id, any(visitor_id) AS s_visitor_id, min(start) AS s_start, "
-        "max(`end`) AS s_end, sum(pageviews) AS s_pageviews, sum(events) AS s_events, "
-        "sum(interactive_events) AS s_interactive, argMinMerge(entry_page) AS s_entry_page, "
-        f"argMaxMerge(exit_page) AS s_exit_page, {visit}, "
-        "toUnixTimestamp64Milli(s_end) - toUnixTimestamp64Milli(s_start) AS s_duration_ms "
-        f"FROM sessions WHERE site_id = {site} AND `end` >= {start}"
-    )
-    if plan.spec.filters and not _session_filters_only(plan):
-        matching = _events_where(plan, period, params)
-        sql += f" AND session_id IN (SELECT session_id FROM events WHERE {matching})"
-    return sql + f" GROUP BY session_id HAVING s_start >= {start} AND s_start < {end}"
+    return _key_dims(plan, plan.dims, row, names)
 
 
 def _session_filters_only(plan: _Plan) -> bool:
@@ -454,13 +430,39 @@ def _session_filters_only(plan: _Plan) -> bool:
     )
 
 
+# Additive parts of the visit metrics: summed across days, sources and folded rows.
+_PARTS = {
+    "_visits": "count()",
+    "_bounces": "countIf(s_pageviews = 1 AND s_interactive = 0)",
+    "_duration": "sum(s_duration_ms)",
+}
+_PARTS_ROLLUP = {
+    "_visits": "sum(visits)",
+    "_bounces": "sum(bounces)",
+    "_duration": "sum(duration_ms)",
+}
+_SESSION_AS_EVENT = {
+    "visitors": ("uniqExact(s_visitor_id)", "uniqCombined64Merge(12)(visitors)"),
+    "visits": ("count()", "sum(visits)"),
+    "pageviews": ("sum(s_pageviews)", "sum(pageviews)"),
+    "events": ("sum(s_events)", "sum(events)"),
+}
+
+
 def _session_rows(
     plan: _Plan, period: Period, aggs: dict[str, str], dims: list[Dimension] | None = None
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Visit aggregates over the visits starting in `period`, merged live from `sessions`."""
     params = Params()
     dims = plan.dims if dims is None else dims
     names = [f"d{i}" for i in range(len(dims))]
-    inner = _sessions_sql(plan, period, params)
+    site = params.add(plan.spec.site_id, "String")
+    start, end = _time(plan, period, params)
+    extra = ""
+    if plan.spec.filters and not _session_filters_only(plan):
+        matching = _events_where(plan, period, params)
+        extra = f" AND session_id IN (SELECT session_id FROM events WHERE {matching})"
+    inner = merged_sessions_sql(site, start, end).replace("{extra}", extra)
     event_dims = [
         (d, n) for d, n in zip(dims, names, strict=True) if d.kind in ("event", "prop", "goal")
     ]
@@ -489,8 +491,81 @@ def _session_rows(
     if names:
         sql += f" GROUP BY {', '.join(names)}"
     rows = plan.query(sql, params)
-    key_plan = replace(plan)
-    return {_key_dims(key_plan, dims, r, names): {m: r[m] for m in aggs} for r in rows}
+    return {_key_dims(plan, dims, r, names): {m: r[m] for m in aggs} for r in rows}
+
+
+def _visits_key(plan: _Plan, period: Period, dims: list[Dimension]) -> str | None:
+    """The visits_daily dimension that can answer, or None to compute visits live."""
+    if plan.spec.source == "raw" or not period.day_aligned():
+        return None
+    if any(plan.grain(d) == "time:hour" for d in dims if d.kind == "time"):
+        return None
+    nontime = [d for d in dims if d.kind != "time"]
+    filtered = {leaf.dim.name for f in plan.spec.filters for leaf in flt.leaves(f)}
+    if len(nontime) > 1 or len(filtered) > 1:
+        return None
+    names = {d.name for d in nontime} | filtered
+    if len(names) > 1:
+        return None
+    name = next(iter(names), "")
+    return "" if not name else visits_key(name)
+
+
+def _visit_rows(
+    plan: _Plan, period: Period, aggs: dict[str, tuple[str, str]], dims: list[Dimension]
+) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """Visit aggregates: closed days from `visits_daily`, today and yesterday live."""
+    key = _visits_key(plan, period, dims)
+    live_aggs = {m: a[0] for m, a in aggs.items()}
+    if key is None:
+        plan.sources.add("sessions")
+        return _session_rows(plan, period, live_aggs, dims)
+    p = plan.config.privacy
+    finalize(
+        plan.store,
+        plan.spec.site_id,
+        period.start.date(),
+        period.end.date(),
+        plan.now,
+        p.raw_retention_days,
+        QUERY_SETTINGS,
+    )
+    split = max(period.start, min(period.end, _midnight(cutoff(plan.now))))
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if split > period.start:
+        plan.sources.add("rollup")
+        params = Params()
+        names = [f"d{i}" for i in range(len(dims))]
+        cols = [
+            (BUCKETS[plan.grain(d)].format("day") if d.kind == "time" else _wrap(d, "value"))
+            + f" AS {n}"
+            for d, n in zip(dims, names, strict=True)
+        ]
+        where = (
+            f"site_id = {params.add(plan.spec.site_id, 'String')} "
+            f"AND dimension = {params.add(key, 'String')} "
+            f"AND day >= {params.add(period.start.date(), 'Date')} "
+            f"AND day < {params.add(split.date(), 'Date')}"
+        )
+        for tree in plan.spec.filters:
+            where += " AND " + flt.compile_tree(
+                tree, lambda leaf: flt.leaf_sql(leaf, _wrap(leaf.dim, "value"), params)
+            )
+        selected = ", ".join([*cols, *(f"{a[1]} AS m{m}" for m, a in aggs.items())])
+        group = f" GROUP BY {', '.join(names)}" if names else ""
+        sql = f"SELECT {selected} FROM visits_daily FINAL WHERE {where}{group}"
+        for r in plan.query(sql, params):
+            out[_key_dims(plan, dims, r, names)] = {m: r["m" + m] for m in aggs}
+    if split < period.end:
+        plan.sources.add("sessions")
+        live = Period(split, period.end, "live")
+        for k, values in _session_rows(plan, live, live_aggs, dims).items():
+            into = out.setdefault(k, {m: 0 for m in aggs})
+            for m, v in values.items():
+                # visitors add up too: visitor hashes rotate daily, so a multi-day total is a
+                # sum of daily uniques whichever way it is computed
+                into[m] = (into.get(m) or 0) + (v or 0)
+    return out
 
 
 def _key_dims(
@@ -518,14 +593,6 @@ def _scroll_rows(plan: _Plan, period: Period) -> dict[tuple[Any, ...], dict[str,
     return {_key(plan, r, names): {"scroll_depth": r["scroll_depth"]} for r in rows}
 
 
-_SESSION_AS_EVENT = {
-    "visitors": "uniqExact(s_visitor_id)",
-    "visits": "count()",
-    "pageviews": "sum(s_pageviews)",
-    "events": "sum(s_events)",
-}
-
-
 def _compute(plan: _Plan, period: Period) -> list[Row]:
     spec = plan.spec
     needed = set(spec.metrics)
@@ -534,17 +601,17 @@ def _compute(plan: _Plan, period: Period) -> list[Row]:
     needed.add("visitors")
     by_session_dim = any(d.kind == "session" for d in plan.dims)
     event_metrics = {m for m in needed if m in EVENT_METRICS}
-    session_aggs = {m: METRICS[m].sql for m in needed if m in SESSION_METRICS}
+    parts = {m: (sql, _PARTS_ROLLUP[m]) for m, sql in _PARTS.items()}
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     if by_session_dim:
-        plan.sources.add("sessions")
-        session_aggs.update({m: _SESSION_AS_EVENT[m] for m in event_metrics})
-        merged = _session_rows(plan, period, session_aggs)
+        aggs = {m: _SESSION_AS_EVENT[m] for m in event_metrics}
+        if needed & set(SESSION_METRICS):
+            aggs.update(parts)
+        merged = _visit_rows(plan, period, aggs, plan.dims)
     else:
         merged = _event_rows(plan, period, event_metrics)
-        if session_aggs:
-            plan.sources.add("sessions")
-            for key, values in _session_rows(plan, period, session_aggs).items():
+        if needed & set(SESSION_METRICS):
+            for key, values in _visit_rows(plan, period, parts, plan.dims).items():
                 if key in merged:
                     merged[key].update(values)
         if "scroll_depth" in needed:
@@ -555,13 +622,13 @@ def _compute(plan: _Plan, period: Period) -> list[Row]:
     if "exit_rate" in needed:
         page = DIMENSIONS["visit:exit_page"]
         dims = [page if d.name == "event:page" else d for d in plan.dims]
-        exits = _session_rows(plan, period, {"_exits": "count()"}, dims)
+        exits = _visit_rows(plan, period, {"_exits": ("count()", "sum(visits)")}, dims)
         for key, values in merged.items():
             values["_exits"] = exits.get(key, {}).get("_exits", 0)
     rows = []
     for key, values in merged.items():
-        for m in needed:
-            if m in EVENT_METRICS or m in SESSION_METRICS or m == "scroll_depth":
+        for m in (*needed, *(_PARTS if needed & set(SESSION_METRICS) else ())):
+            if m in EVENT_METRICS or m in _PARTS or m == "scroll_depth":
                 values.setdefault(m, 0)
         rows.append(Row(list(key), values))
     return rows
@@ -579,6 +646,11 @@ def _derive(
             for name in metrics:
                 m[name] = None
             continue
+        visits = m.get("_visits") or 0
+        if "bounce_rate" in metrics:
+            m["bounce_rate"] = round(100 * m["_bounces"] / visits) if visits else 0
+        if "visit_duration" in metrics:
+            m["visit_duration"] = round(m["_duration"] / visits / 1000) if visits else 0
         if "views_per_visit" in metrics:
             m["views_per_visit"] = (
                 round(m["pageviews"] / m["visits"], 2) if m.get("visits") else 0.0
@@ -595,9 +667,9 @@ def _derive(
             m["conversion_rate"] = (
                 round(100 * m["visitors"] / converting_base, 2) if converting_base else 0.0
             )
-        for name in ("bounce_rate", "visit_duration", "time_on_page", "scroll_depth"):
+        for name in ("time_on_page", "scroll_depth"):
             if name in m and m[name] is not None:
-                # an average over no visits is NaN: report 0, as Plausible does
+                # an average over no page views is NaN: report 0, as Plausible does
                 m[name] = int(m[name]) if m[name] == m[name] else 0
 
 
@@ -609,7 +681,7 @@ def _totals(plan: _Plan, period: Period, drop_goal_filters: bool) -> int:
             f for f in filters if not any(leaf.dim.kind == "goal" for leaf in flt.leaves(f))
         )
     sub = replace(plan.spec, dimensions=(), filters=filters, metrics=("visitors",))
-    sub_plan = _Plan(plan.store, plan.config, sub, {}, plan.notes, plan.sources)
+    sub_plan = _Plan(plan.store, plan.config, sub, {}, plan.now, plan.notes, plan.sources)
     rows = _event_rows(sub_plan, period, {"visitors"})
     return int(next(iter(rows.values()), {}).get("visitors") or 0)
 
@@ -703,8 +775,8 @@ def _warnings(plan: _Plan, period: Period, now: dt.datetime) -> list[str]:
         out.append(
             f"this query needs raw events or visits, which are kept {p.raw_retention_days} days: "
             f"data before {raw_since.date().isoformat()} is missing from it; "
-            "visitors, visits, pageviews and events without other filters come from the "
-            f"{p.aggregate_retention_months}-month rollups"
+            "visitors, visits, pageviews, events, bounce rate and visit duration without "
+            f"cross-dimension filters come from the {p.aggregate_retention_months}-month rollups"
         )
     agg_since = now - dt.timedelta(days=31 * p.aggregate_retention_months)
     if period.start < agg_since:
@@ -725,7 +797,7 @@ def run_query(
         start = first_day(store, spec.site_id)
         period = parse_range("all", now, start)
         spec = replace(spec, period=period)
-    plan = _Plan(store, config, spec, _grains(spec, period))
+    plan = _Plan(store, config, spec, _grains(spec, period), now)
     rows, suppressed = _run_period(plan, period)
     rows = _sort(plan, rows)
     total_rows = len(rows)
@@ -744,7 +816,7 @@ def run_query(
     }
     if spec.include.comparisons:
         prev_period = period.previous()
-        prev_plan = _Plan(store, config, spec, _grains(spec, prev_period))
+        prev_plan = _Plan(store, config, spec, _grains(spec, prev_period), now)
         prev_rows, _ = _run_period(prev_plan, prev_period)
         shift = _time_shift(plan, period, prev_period)
         prev_by_key = {tuple(shift(i, v) for i, v in enumerate(r.dims)): r for r in prev_rows}
@@ -765,7 +837,7 @@ def run_query(
         meta["comparison_date_range"] = prev_period.iso()
     if spec.include.totals:
         total_spec = replace(spec, dimensions=(), order_by=())
-        total_plan = _Plan(store, config, total_spec, {})
+        total_plan = _Plan(store, config, total_spec, {}, now)
         total_rows_list, _ = _run_period(total_plan, period)
         first = total_rows_list[0] if total_rows_list else Row([], {m: 0 for m in spec.metrics})
         meta["totals"] = {m: first.metrics.get(m) for m in spec.metrics if m != "percentage"}

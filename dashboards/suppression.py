@@ -19,10 +19,18 @@ from typing import Any
 OTHER = "(other)"
 
 # How to combine folded rows: sums, and means weighted by what they are a mean of.
-_SUMS = ("visitors", "visits", "pageviews", "events", "_exits", "_converted", "percentage")
+_SUMS = (
+    "visitors",
+    "visits",
+    "pageviews",
+    "events",
+    "_exits",
+    "_visits",
+    "_bounces",
+    "_duration",
+    "percentage",
+)
 _WEIGHTED = {
-    "bounce_rate": "visits",
-    "visit_duration": "visits",
     "time_on_page": "pageviews",
     "scroll_depth": "pageviews",
 }

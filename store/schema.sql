@@ -191,11 +191,12 @@ CREATE TABLE IF NOT EXISTS share_links (
     version UInt64
 ) ENGINE = ReplacingMergeTree(version) ORDER BY token_hash;
 
--- Usage data ("aggregates"), kept `aggregate_retention_months`: one row per site, hour,
--- dimension and value, fed by a materialized view from every events insert. Visitor and visit
--- counts are small HLL states (uniqCombined64(12): exact below about 200 distinct ids, then
--- ~2% error), which make 30-day dashboards about 10x faster than raw scans. The dimension
--- list must match dashboards/metrics.py ROLLUP_DIMENSIONS; dimension '' is the site total.
+-- Usage data ("aggregates"), kept `aggregate_retention_months`, fed by materialized views from
+-- every events insert. Visitor and visit counts are small HLL states (uniqCombined64(12): exact
+-- below about 200 distinct ids, then ~2 % error), which keep 30-day dashboards fast.
+-- rollup_hourly: site totals per hour (hourly charts). rollup_daily: one row per site, day,
+-- dimension and value; its dimension list must match dashboards/metrics.py ROLLUP_DIMENSIONS
+-- (dimension '' is the site total).
 CREATE TABLE IF NOT EXISTS rollup_hourly (
     site_id LowCardinality(String),
     hour DateTime('UTC'),
@@ -215,6 +216,34 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS rollup_hourly_mv TO rollup_hourly AS
 SELECT
     site_id,
     toStartOfHour(timestamp) AS hour,
+    '' AS dimension,
+    '' AS value,
+    uniqCombined64State(12)(visitor_id) AS visitors,
+    uniqCombined64State(12)(session_id) AS visits,
+    countIf(name = 'pageview') AS pageviews,
+    countIf(name != 'engagement') AS events
+FROM events
+GROUP BY site_id, hour;
+
+CREATE TABLE IF NOT EXISTS rollup_daily (
+    site_id LowCardinality(String),
+    day Date,
+    dimension LowCardinality(String),
+    value String,
+    visitors AggregateFunction(uniqCombined64(12), UInt64),
+    visits AggregateFunction(uniqCombined64(12), UInt64),
+    pageviews SimpleAggregateFunction(sum, UInt64),
+    events SimpleAggregateFunction(sum, UInt64)
+) ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (site_id, dimension, day, value)
+TTL day + INTERVAL {{aggregate_retention_months}} MONTH
+SETTINGS non_replicated_deduplication_window = 10000;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS rollup_daily_mv TO rollup_daily AS
+SELECT
+    site_id,
+    toDate(timestamp) AS day,
     dv.1 AS dimension,
     dv.2 AS value,
     uniqCombined64State(12)(visitor_id) AS visitors,
@@ -243,4 +272,34 @@ ARRAY JOIN [
         ('os', os),
         ('os_version', os_version)
     ] AS dv
-GROUP BY site_id, hour, dimension, value;
+GROUP BY site_id, day, dimension, value;
+
+-- Visit metrics (bounces, durations) per day of visit start, dimension and value, written by
+-- the query layer once a day's visits have closed (dashboards/rollups.py): a visit is only
+-- complete when it has ended, so no insert-time view can fold it. Kept like the other
+-- aggregates, so bounce rate and visit duration outlive the raw sessions. A day finalized
+-- twice (two workers at once) collapses by key: reads use FINAL on this small table.
+CREATE TABLE IF NOT EXISTS visits_daily (
+    site_id LowCardinality(String),
+    day Date,
+    dimension LowCardinality(String),
+    value String,
+    visitors AggregateFunction(uniqCombined64(12), UInt64),
+    visits UInt64,
+    bounces UInt64,
+    duration_ms UInt64,
+    pageviews UInt64,
+    events UInt64,
+    finalized_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(finalized_at)
+PARTITION BY toYYYYMM(day)
+ORDER BY (site_id, dimension, day, value)
+TTL day + INTERVAL {{aggregate_retention_months}} MONTH;
+
+CREATE TABLE IF NOT EXISTS visits_daily_done (
+    site_id LowCardinality(String),
+    day Date,
+    finalized_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(finalized_at)
+ORDER BY (site_id, day)
+TTL day + INTERVAL {{aggregate_retention_months}} MONTH;

@@ -266,7 +266,7 @@ def test_old_ranges_warn_instead_of_returning_silently_partial_numbers(loaded: S
     config = fx.config()
     old = [(fx.NOW - dt.timedelta(days=90)).date().isoformat(), fx.DAY2.isoformat()]
     spec = parse_query(
-        {"site_id": fx.SITE, "metrics": ["visitors", "bounce_rate"], "date_range": old},
+        {"site_id": fx.SITE, "metrics": ["visitors", "time_on_page"], "date_range": old},
         config,
         fx.NOW,
     )

@@ -1,0 +1,148 @@
+"""Visit rollups: bounces and durations per closed day, written once, read by the query layer.
+
+A visit is complete only once it has ended, so no insert-time materialized view can fold its
+bounce or duration. Days before yesterday (whose visits have all closed: the session timeout
+is at most four hours) are folded from `sessions` into `visits_daily` the first time a query
+needs them; today and yesterday are always computed live. Finalizing is idempotent: a day is
+recorded in `visits_daily_done`, and a day written twice collapses (ReplacingMergeTree, read
+with FINAL).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+from dashboards.metrics import DIMENSIONS
+from store.base import Store
+
+VISIT_COLUMNS = (
+    "referrer",
+    "referrer_source",
+    "channel",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "utm_term",
+    "country_code",
+    "region",
+    "browser",
+    "browser_version",
+    "os",
+    "os_version",
+    "device",
+)
+
+# visits_daily.dimension -> merged-session column; '' is the site total.
+VISIT_ROLLUP: dict[str, str] = {
+    "": "''",
+    **{d.rollup: d.session_column for d in DIMENSIONS.values() if d.kind == "visit"},
+    "entry_page": "s_entry_page",
+    "exit_page": "s_exit_page",
+}
+
+_LOCK = threading.Lock()
+
+
+def visits_key(name: str) -> str | None:
+    """The visits_daily dimension key of a dimension, or None when it is not held there."""
+    dim = DIMENSIONS.get(name)
+    if dim is None:
+        return None
+    if dim.kind == "visit":
+        return dim.rollup
+    if dim.kind == "session":
+        return name.removeprefix("visit:")
+    return None
+
+
+def merged_sessions_sql(site: str, start: str, end: str) -> str:
+    """One row per visit of `site` starting in [start, end), from the `sessions` parts.
+
+    `site`, `start` and `end` are bound-parameter placeholders (`{p0:String}`...).
+    """
+    visit = ", ".join(f"any({c}) AS s_{c}" for c in VISIT_COLUMNS)
+    return (
+        (
+            "SELECT session_id, any(visitor_id) AS s_visitor_id, min(start) AS s_start, "
+            "max(`end`) AS s_end, sum(pageviews) AS s_pageviews, sum(events) AS s_events, "
+            "sum(interactive_events) AS s_interactive, argMinMerge(entry_page) AS s_entry_page, "
+            f"argMaxMerge(exit_page) AS s_exit_page, {visit}, "
+            "toUnixTimestamp64Milli(s_end) - toUnixTimestamp64Milli(s_start) AS s_duration_ms "
+            f"FROM sessions WHERE site_id = {site} AND `end` >= {start}"
+        )
+        + "{extra} GROUP BY session_id "
+        + f"HAVING s_start >= {start} AND s_start < {end}"
+    )
+
+
+def cutoff(now: dt.datetime) -> dt.date:
+    """Days before this one are closed and may be finalized (today and yesterday are live)."""
+    return now.astimezone(dt.UTC).date() - dt.timedelta(days=1)
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def finalize(
+    store: Store,
+    site: str,
+    first: dt.date,
+    last: dt.date,
+    now: dt.datetime,
+    raw_retention_days: int,
+    settings: dict[str, object] | None = None,
+) -> list[dt.date]:
+    """Fold the closed days in [first, last) not yet in `visits_daily`; returns those days."""
+    last = min(last, cutoff(now))
+    # days whose sessions the TTL may already have dropped cannot be folded any more
+    first = max(first, now.date() - dt.timedelta(days=raw_retention_days - 1))
+    if first >= last:
+        return []
+    with _LOCK:
+        done = {
+            d
+            for d in store.query(
+                "SELECT day FROM visits_daily_done FINAL WHERE site_id = {s:String} "
+                "AND day >= {a:Date} AND day < {b:Date}",
+                {"s": site, "a": first, "b": last},
+                settings,
+            ).column("day")
+        }
+        todo = [
+            first + dt.timedelta(days=i)
+            for i in range((last - first).days)
+            if first + dt.timedelta(days=i) not in done
+        ]
+        if not todo:
+            return []
+        pairs = ", ".join(f"('{k}', {c})" for k, c in VISIT_ROLLUP.items())
+        inner = merged_sessions_sql(
+            "{s:String}", "{a:DateTime64(3, 'UTC')}", "{b:DateTime64(3, 'UTC')}"
+        )
+        store.command(
+            "INSERT INTO visits_daily (site_id, day, dimension, value, visitors, visits, bounces, "
+            "duration_ms, pageviews, events, finalized_at) "
+            "SELECT {s:String}, toDate(s_start) AS d, dv.1 AS dimension, dv.2 AS value, "
+            "uniqCombined64State(12)(s_visitor_id), count(), "
+            "countIf(s_pageviews = 1 AND s_interactive = 0), sum(s_duration_ms), "
+            "sum(s_pageviews), sum(s_events), now64(3) "
+            f"FROM ({inner.replace('{extra}', '')}) ARRAY JOIN [{pairs}] AS dv "
+            "WHERE d IN {days:Array(Date)} GROUP BY d, dimension, value",
+            {
+                "s": site,
+                "a": _midnight(todo[0]),
+                "b": _midnight(todo[-1] + dt.timedelta(days=1)),
+                "days": todo,
+            },
+            settings,
+        )
+        store.command(
+            "INSERT INTO visits_daily_done (site_id, day, finalized_at) "
+            "SELECT {s:String}, arrayJoin({days:Array(Date)}), now64(3)",
+            {"s": site, "days": todo},
+            settings,
+        )
+        return todo
