@@ -37,7 +37,8 @@
     // Keys left undefined are dropped by JSON.stringify.
     var body = JSON.stringify({ v: VERSION, u: loc.href, d: domain, r: doc.referrer, h: hashMode, ...fields });
     // A string body is sent as text/plain, a "simple" request: no CORS preflight.
-    if (!(nav.sendBeacon && nav.sendBeacon(endpoint, body)))
+    // Every browser that parses this file has sendBeacon; it returns false when its queue is full.
+    if (!nav.sendBeacon(endpoint, body))
       fetch(endpoint, { method: "POST", body: body, keepalive: true }).catch(Object);
   }
 
@@ -85,7 +86,7 @@
     var ms = elapsed();
     // The collector caps this at 100 (the page may have shrunk since the deepest scroll).
     var depth = Math.round((maxPx / doc.documentElement.scrollHeight) * 100);
-    if (ms > 0 || depth > sentDepth) {
+    if (ms || depth > sentDepth) {
       // Non-interactive without saying so: the collector defaults `i` to false for engagement.
       send({ n: "engagement", u: pageUrl, e: ms, sd: depth });
       sentDepth = depth;
@@ -109,7 +110,8 @@
   function page() {
     try {
       var path = loc.pathname + (hashMode ? loc.hash : "");
-      if (path == lastPage) return;
+      // A page prerendered for a link the visitor may never follow is counted once shown.
+      if (doc.prerendering || path == lastPage) return;
       lastPage = path;
       engage();
       pageUrl = 0;
@@ -189,6 +191,7 @@
     doc.addEventListener("visibilitychange", onVisibility);
     win.addEventListener("pagehide", onVisibility);
     doc.addEventListener("scroll", onScroll);
+    doc.addEventListener("prerenderingchange", page);
     if (OUTBOUND || DOWNLOADS || TAGGED) {
       doc.addEventListener("click", onClick);
       doc.addEventListener("auxclick", onClick);
