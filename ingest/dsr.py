@@ -79,7 +79,8 @@ class Receipt:
                 line += f", {self.remaining.get(table, 0)} remaining after deletion"
             lines.append(line)
         for table, n in self.rebuilt.items():
-            lines.append(f"  {table}: {n} aggregate bucket(s) rebuilt without the device's events")
+            how = "dropped, re-folded on next use" if table in REFOLDED else "rebuilt"
+            lines.append(f"  {table}: {n} aggregate bucket(s) {how} without the device's data")
         lines += [f"Note: {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
@@ -192,10 +193,53 @@ def _buckets(store: Store, rollup: Rollup, database: str, site: str, ids: list[i
     ).column("b")
 
 
+# Aggregates a finalizer folds from `sessions` once a day's visits have closed
+# (dashboards/rollups.py), with the table recording which days are done. No visitor column and
+# no view to replay: the device's days are dropped with their markers, and the finalizer folds
+# them again from the remaining sessions when a query next needs them.
+REFOLDED = {"visits_daily": "visits_daily_done"}
+
+
+def _refold(
+    store: Store, site: str, days: list[dt.date], oldest: dt.date, mutations: list[str]
+) -> dict[str, int]:
+    names = set(
+        store.query("SELECT name FROM system.tables WHERE database = currentDatabase()").column(
+            "name"
+        )
+    )
+    # Older days can no longer be folded (their sessions are past the raw retention): they
+    # keep their counts and sketches, which hold no visitor id.
+    days = [d for d in days if d >= oldest]
+    done: dict[str, int] = {}
+    for table, marker in REFOLDED.items():
+        if table not in names or marker not in names or not days:
+            continue
+        params = {"site": site, "days": days}
+        for name in (marker, table):
+            store.command(
+                f"ALTER TABLE `{name}` DELETE WHERE site_id = {{site:String}} "
+                "AND day IN {days:Array(Date)}",
+                params,
+                settings={"mutations_sync": 2},
+            )
+            mutations += _check_mutations(store, name)
+        done[table] = len(days)
+    return done
+
+
 def delete(
-    store: Store, site: str, ids: Sequence[int]
+    store: Store,
+    site: str,
+    ids: Sequence[int],
+    now: dt.datetime | None = None,
+    raw_retention_days: int = 30,
 ) -> tuple[dict[str, int], dict[str, int], dict[str, int], list[str]]:
-    """Physically delete the device's rows; returns (found, remaining, rebuilt, mutation ids)."""
+    """Physically delete the device's rows; returns (found, remaining, rebuilt, mutation ids).
+
+    `rebuilt` counts, per aggregate table, the buckets (hours, days) rebuilt or dropped for
+    re-folding without the device's data."""
+    now = now or dt.datetime.now(dt.UTC)
     ids = list(ids)
     params = {"site": site, "ids": ids}
     database = str(store.query("SELECT currentDatabase()").scalar())
@@ -207,6 +251,13 @@ def delete(
     if not ids:
         return {t.name: 0 for t in tables}, {t.name: 0 for t in tables}, {}, []
     pending_rollups = [(r, _buckets(store, r, database, site, ids)) for r in rollups(store)]
+    visit_days: list[dt.date] = []
+    if any(t.name == "sessions" for t in tables):
+        visit_days = store.query(
+            "SELECT DISTINCT toDate(start) AS d FROM sessions WHERE site_id = {site:String} "
+            "AND visitor_id IN {ids:Array(UInt64)}",
+            params,
+        ).column("d")
     for table in tables:
         count = f"SELECT count() FROM `{table.name}` {_where(table)}"
         found[table.name] = int(store.query(count, params).scalar() or 0)
@@ -249,6 +300,8 @@ def delete(
             settings={"insert_deduplicate": 0},
         )
         rebuilt[rollup.name] = len(buckets)
+    oldest = now.astimezone(dt.UTC).date() - dt.timedelta(days=raw_retention_days - 1)
+    rebuilt |= _refold(store, site, visit_days, oldest, mutations)
     return found, remaining, rebuilt, mutations
 
 

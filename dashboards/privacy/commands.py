@@ -11,14 +11,6 @@ from firstparty.cli import command
 from firstparty.config import Config
 
 
-def _config_text(config: Config) -> str:
-    path = Path(config.source)
-    try:
-        return path.read_text(encoding="utf-8") if path.is_file() else ""
-    except OSError:
-        return ""
-
-
 def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--html", metavar="FILE", help="also write the report as an HTML page")
@@ -44,7 +36,7 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
 )
 def cmd_audit(args: argparse.Namespace, config: Config) -> int:
     from dashboards.privacy import report as report_mod
-    from dashboards.privacy.model import Context
+    from dashboards.privacy.model import Context, config_text
     from store import connect
 
     store = connect(config.store)
@@ -54,7 +46,7 @@ def cmd_audit(args: argparse.Namespace, config: Config) -> int:
             config=config,
             now=dt.datetime.now(dt.UTC),
             log_files=[Path(p) for p in args.log],
-            config_text=_config_text(config),
+            config_text=config_text(config),
         )
         report = report_mod.run(ctx)
     finally:
@@ -153,7 +145,9 @@ def cmd_dsr(args: argparse.Namespace, config: Config) -> int:
             else:
                 sys.stdout.write(text if text.endswith("\n") else text + "\n")
         else:
-            found, remaining, rebuilt, mutations = dsr.delete(store, args.site, ids)
+            found, remaining, rebuilt, mutations = dsr.delete(
+                store, args.site, ids, now, config.privacy.raw_retention_days
+            )
             receipt.rows, receipt.remaining, receipt.rebuilt = found, remaining, rebuilt
             receipt.mutations = mutations
             receipt.notes.append(

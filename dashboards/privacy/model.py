@@ -129,6 +129,15 @@ class Table:
         return self.kind in ("raw", "aggregate")
 
 
+def config_text(config: Config) -> str:
+    """The config file's text (searched for leaked salts); empty without a file."""
+    path = Path(config.source)
+    try:
+        return path.read_text(encoding="utf-8") if path.is_file() else ""
+    except OSError:
+        return ""
+
+
 @dataclass
 class Context:
     store: Store

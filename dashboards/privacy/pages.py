@@ -15,14 +15,15 @@ from starlette.routing import BaseRoute, Route
 
 from dashboards.auth import get_auth
 from dashboards.privacy import report as report_mod
-from dashboards.privacy.model import Context
+from dashboards.privacy.model import Context, config_text
 from firstparty.config import Config
 from store.aio import AsyncStore
 from store.base import Store
 
 
 def _run(store: Store, config: Config) -> report_mod.Report:
-    result = report_mod.run(Context(store=store, config=config, now=dt.datetime.now(dt.UTC)))
+    now = dt.datetime.now(dt.UTC)
+    result = report_mod.run(Context(store, config, now, config_text=config_text(config)))
     result.diff = report_mod.diff(report_mod.load_previous(config.data_dir), result)
     return result
 

@@ -280,7 +280,7 @@ def url_hygiene(ctx: Context) -> Check:
         verified=(
             "Paths, referrers, entry/exit pages, UTM values and event properties carry no query "
             "string beyond the allow-list (utm_*, ref, source), no e-mail address, no UUID, no "
-            "long token and (in paths, referrers and properties) no ID-like number of 6+ digits."
+            "long token and (in paths, referrers and properties) no ID-like number of 5+ digits."
         ),
         method=(
             "A loose RE2 pre-filter in ClickHouse over the distinct values of each such column, "
