@@ -73,11 +73,17 @@ OUR_SOURCES: dict[str, tuple[str, str]] = {
 }
 
 
+@lru_cache(maxsize=1)
+def vendored_referrers() -> dict[str, dict[str, str]]:
+    text = resources.files("ingest.data").joinpath("referrers.json").read_text("utf-8")
+    data: dict[str, dict[str, str]] = json.loads(text)
+    return data
+
+
 class Referrers:
     def __init__(self, data: dict[str, dict[str, str]] | None = None) -> None:
         if data is None:
-            text = resources.files("ingest.data").joinpath("referrers.json").read_text("utf-8")
-            data = json.loads(text)
+            data = vendored_referrers()
         self._hosts: dict[str, Source] = {}
         self._paths: dict[str, list[tuple[str, Source]]] = {}
         self._names: dict[str, Source] = {}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from firstparty.config import parse
+from firstparty.server import schema_values
 from ingest.event import Event
 from ingest.hit import Hit
 from ingest.pipeline import Accepted, Dropped, Pipeline
@@ -17,7 +19,10 @@ from ingest.steps.redact import Redactor
 from ingest.steps.referrer import Referrers
 from ingest.steps.ua import BROWSERS, DEVICES, OSES
 from ingest.steps.urls import normalise_path
+from store import open_owner
+from store import schema as schema_mod
 from store.base import Store
+from tests.conftest import store_urls
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -53,9 +58,26 @@ keep_ip_prefix = true
 NOON = dt.datetime(2026, 6, 1, 12, tzinfo=dt.UTC)
 
 
+@pytest.fixture(scope="module")
+def shared_store(engine_dir: Path) -> Iterator[Store]:
+    """One database for this module: the steps only read and create salts, so tests can
+    share it (a fresh schema per test would cost a second each)."""
+    url = store_urls(engine_dir)[0]
+    s = open_owner(url)
+    schema_mod.apply(s, schema_values(parse(CONFIG, env={})))
+    yield s
+    s.command(f"DROP DATABASE IF EXISTS {url.rsplit('=', 1)[-1]}")
+    s.close()
+
+
 @pytest.fixture
-def pipeline(store: Store) -> Iterator[Pipeline]:
-    yield build_pipeline(parse(CONFIG, env={}), SaltKeeper(store))
+def store(shared_store: Store) -> Store:
+    return shared_store
+
+
+@pytest.fixture
+def pipeline(shared_store: Store) -> Iterator[Pipeline]:
+    yield build_pipeline(parse(CONFIG, env={}), SaltKeeper(shared_store))
 
 
 def hit(**changes: object) -> Hit:
