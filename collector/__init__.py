@@ -1,0 +1,1 @@
+"""The HTTP edge: the beacon endpoint and the tracker script."""

@@ -1,0 +1,1 @@
+"""Ingestion: Hit -> Event through named steps, the durable spool and the single writer."""
