@@ -8,12 +8,15 @@ Drop reasons are short, stable snake_case names: they appear in the `X-Dropped` 
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ingest.event import Event
 from ingest.hit import Hit
+
+log = logging.getLogger("firstparty.ingest")
 
 Step = Callable[[Hit, Event], str | None]
 Previous = Callable[[Hit, Event], int]
@@ -51,8 +54,13 @@ class Pipeline:
 
     def process(self, hit: Hit) -> Accepted | Dropped:
         event = Event(site_id=hit.domain, timestamp=hit.received_at, name=hit.name, visitor_id=0)
-        for _name, step in self.steps:
-            reason = step(hit, event)
+        for name, step in self.steps:
+            try:
+                reason = step(hit, event)
+            except Exception as exc:  # noqa: BLE001 - a bug must not become a 500 or a leak
+                # The type only: a message could quote the raw input.
+                log.error("ingest step %s failed (%s); event dropped", name, type(exc).__name__)
+                reason = "internal_error"
             if reason is not None:
                 self.dropped[reason] += 1
                 return Dropped(reason)

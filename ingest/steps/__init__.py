@@ -51,6 +51,7 @@ DROP_REASONS = (
     "headless",
     "bot",
     "referrer_spam",
+    "internal_error",  # a step raised: logged by type, counted, never a 500
 )
 
 

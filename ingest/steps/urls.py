@@ -70,7 +70,11 @@ def query_fields(query: str) -> tuple[dict[str, str], str]:
     click = ""
     if not query:
         return kept, click
-    for name, value in parse_qsl(query, keep_blank_values=False, max_num_fields=200):
+    try:
+        pairs = parse_qsl(query, keep_blank_values=False, max_num_fields=200)
+    except ValueError:  # more fields than any real landing URL has
+        pairs = parse_qsl(query[:4000], keep_blank_values=False)
+    for name, value in pairs:
         key = name.lower()
         if key in _CLICK_IDS:
             click = click or key

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from firstparty.config import parse
 from firstparty.server import schema_values
@@ -16,7 +18,7 @@ from ingest.pipeline import Accepted, Dropped, Pipeline
 from ingest.salts import SaltKeeper
 from ingest.steps import DROP_REASONS, bot_reason, build_pipeline, channel, parse_ua
 from ingest.steps.redact import Redactor
-from ingest.steps.referrer import Referrers
+from ingest.steps.referrer import CHANNELS, Referrers
 from ingest.steps.ua import BROWSERS, DEVICES, OSES
 from ingest.steps.urls import normalise_path
 from store import open_owner
@@ -366,3 +368,32 @@ def test_props_redactor_is_fast_path_for_plain_text() -> None:
     redactor = Redactor()
     assert redactor.text("/pricing/plans") == "/pricing/plans"
     assert not redactor.counts
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    url=st.one_of(
+        st.text(max_size=300), st.builds(lambda p: "https://example.com/" + p, st.text())
+    ),
+    referrer=st.one_of(
+        st.just(""), st.text(max_size=200), st.builds(lambda h: f"https://{h}/", st.text())
+    ),
+    ua=st.text(max_size=300),
+    props=st.dictionaries(st.text(max_size=30), st.text(max_size=100), max_size=5),
+    ip=st.sampled_from(["198.51.100.23", "::ffff:198.51.100.23", "2001:db8::1", "not-an-ip"]),
+)
+def test_any_input_is_accepted_or_dropped_with_a_known_reason_and_allow_listed_values(
+    pipeline: Pipeline, url: str, referrer: str, ua: str, props: dict[str, str], ip: str
+) -> None:
+    result = pipeline.process(hit(url=url, referrer=referrer, user_agent=ua, props=props, ip=ip))
+    if isinstance(result, Dropped):
+        assert result.reason in DROP_REASONS and result.reason != "internal_error"
+        return
+    event = result.event
+    assert event.browser in BROWSERS and event.os in OSES and event.device in DEVICES
+    assert event.pathname.startswith("/") and "?" not in event.pathname
+    assert "?" not in event.referrer
+    assert event.channel in CHANNELS
+    assert "not-an-ip" not in repr(event.to_dict())
