@@ -74,8 +74,9 @@ def english(f: Facts) -> list[Block]:
             f"We measure the audience of {sites} with our own analytics system, hosted "
             + ("on our own servers" if f.local_store else "on systems we control")
             + ". No third party (such as Google) receives data about your visit, the data is "
-            "not sold or shared, and it is not used for advertising or to build a profile of "
-            "you. We do not place cookies or use any other storage on your device for this."
+            "not sold, shared or transferred to another country, and it is not used for "
+            "advertising or to build a profile of you. We do not place cookies or use any "
+            "other storage on your device for this."
         ),
         h(3, "What we collect"),
         ul(
@@ -160,9 +161,9 @@ def french(f: Facts) -> list[Block]:
                 else "sur des systèmes que nous maîtrisons"
             )
             + ". Aucun tiers (tel que Google) ne reçoit de données sur votre visite ; ces données "
-            "ne sont ni vendues ni partagées, ni utilisées à des fins publicitaires ou de "
-            "profilage. Nous ne déposons aucun cookie et n'utilisons aucun autre stockage sur "
-            "votre appareil à cette fin."
+            "ne sont ni vendues, ni partagées, ni transférées vers un autre pays, ni utilisées à "
+            "des fins publicitaires ou de profilage. Nous ne déposons aucun cookie et "
+            "n'utilisons aucun autre stockage sur votre appareil à cette fin."
         ),
         h(3, "Les données collectées"),
         ul(
@@ -249,9 +250,9 @@ def dutch(f: Facts) -> list[Block]:
             f"Wij meten het bezoek aan {sites} met ons eigen analysesysteem, gehost "
             + ("op onze eigen servers" if f.local_store else "op systemen die wij beheren")
             + ". Geen enkele derde partij (zoals Google) ontvangt gegevens over uw bezoek; de "
-            "gegevens worden niet verkocht of gedeeld en niet gebruikt voor reclame of om een "
-            "profiel van u op te bouwen. Wij plaatsen hiervoor geen cookies en gebruiken geen "
-            "andere opslag op uw toestel."
+            "gegevens worden niet verkocht, gedeeld of naar een ander land doorgegeven, en niet "
+            "gebruikt voor reclame of om een profiel van u op te bouwen. Wij plaatsen "
+            "hiervoor geen cookies en gebruiken geen andere opslag op uw toestel."
         ),
         h(3, "Welke gegevens wij verzamelen"),
         ul(

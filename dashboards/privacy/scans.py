@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -172,13 +173,23 @@ def _match_counts(ctx: Context, table: Table, columns: list[Column], regex: str)
     return {c.name: int(row[0][f"c{i}"]) for i, c in enumerate(columns)}
 
 
+# Property names that say they carry an identifier, whatever its format.
+_IDENTIFIER_KEY = re.compile(
+    r"(?i)(?:device_?id|did|idfa|idfv|gaid|aaid|android_?id|advertising_?id|user_?id|uid|"
+    r"client_?id|ip|ip_?address|user_?agent|ua|e-?mail|phone)"
+)
 ENUM_LIMITS = {"browser": 200, "os": 100, "device": 20, "browser_version": 500, "os_version": 500}
 _VERSION = r"^[0-9][0-9._]{0,11}$|^$"
 
 
 def no_raw_identifiers(ctx: Context) -> Check:
     findings: list[str] = []
-    evidence: dict[str, Any] = {"user_agent_matches": {}, "device_id_like": {}, "enums": {}}
+    evidence: dict[str, Any] = {
+        "user_agent_matches": {},
+        "device_id_like": {},
+        "identifier_named_keys": {},
+        "enums": {},
+    }
     for table in ctx.tables:
         if not table.usage:
             continue
@@ -191,6 +202,28 @@ def no_raw_identifiers(ctx: Context) -> Check:
             evidence["device_id_like"][f"{table.name}.{name}"] = n
             if n:
                 findings.append(f"UUID-like identifier in {table.name}.{name}: {n} row(s)")
+        for col in columns:
+            if not col.base_type.startswith("Map(") or not table.rows:
+                continue
+            keys = ctx.store.query(
+                f"SELECT groupUniqArrayArray(1000)(mapKeys(`{col.name}`)) FROM `{table.name}`"
+            ).scalar()
+            named = []
+            for key in sorted(k for k in keys or [] if _IDENTIFIER_KEY.fullmatch(str(k))):
+                # Values the pipeline already redacted (":ip", ":id"...) carry nothing.
+                live = ctx.store.query(
+                    f"SELECT countIf(mapContains(`{col.name}`, {{k:String}}) AND "
+                    f"`{col.name}`[{{k:String}}] NOT IN ('', ':ip', ':id', ':email', ':token')) "
+                    f"FROM `{table.name}`",
+                    {"k": key},
+                ).scalar()
+                if live:
+                    named.append(str(key))
+            evidence["identifier_named_keys"][f"{table.name}.{col.name}"] = named
+            if named:
+                findings.append(
+                    f"{table.name}.{col.name} has keys named like identifiers: {', '.join(named)}"
+                )
         for col in table.columns:
             if col.name == "visitor_id" and not col.base_type.startswith("UInt"):
                 findings.append(f"{table.name}.visitor_id is {col.type}, not a 64-bit hash")
@@ -229,8 +262,9 @@ def no_raw_identifiers(ctx: Context) -> Check:
         ),
         method=(
             "Column types from system.columns; RE2 user-agent and UUID patterns counted per column "
-            "with match(); distinct counts and lengths of the parsed UA columns; the spool "
-            "segments read as text."
+            "with match(); property keys compared with identifier names (device_id, idfa, "
+            "user_id, ip, email...); distinct counts and lengths of the parsed UA columns; the "
+            "spool segments read as text."
         ),
         evidence=evidence,
         findings=findings,

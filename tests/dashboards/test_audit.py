@@ -251,8 +251,11 @@ def test_rows_older_than_the_retention_fail(store: Store, clean: Config) -> None
 def test_user_agent_or_device_uuid_in_a_column_fails(store: Store, clean: Config) -> None:
     plant(store, utm_term="Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36")
     plant(store, props={"device": "3f2504e0-4f89-11d3-9a0c-0305e82c3301"})
+    plant(store, props={"idfa": "AEBE52E7", "user_id": ":id"})  # redacted values are fine
     status, findings = check(audit(store, clean), "no_raw_identifiers")
     assert status == "fail"
+    assert "events.props has keys named like identifiers: idfa" in findings
+    assert "user_id" not in findings
     assert "user-agent string in events.utm_term" in findings
     assert "UUID-like identifier in events.props" in findings
 
