@@ -188,7 +188,17 @@ class Auth:
         return [hashed_network(self.secret, ip), "email:" + email_key]
 
     def secure_cookies(self, request: HTTPConnection) -> bool:
-        return request.url.scheme == "https" or self.config.server.public_url.startswith("https://")
+        """Secure cookies when served over https: directly, per `public_url`, or per a trusted
+        proxy's `X-Forwarded-Proto`."""
+        if request.url.scheme == "https" or self.config.server.public_url.startswith("https://"):
+            return True
+        if request.headers.get("x-forwarded-proto", "").lower() != "https":
+            return False
+        try:
+            peer = ipaddress.ip_address(request.client.host if request.client else "")
+        except ValueError:
+            return False
+        return any(peer in net for net in self._trusted)
 
     # -- sessions -------------------------------------------------------------------------
     async def start_session(self, response: Response, request: Request, user: User) -> str:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import stat
+from dataclasses import replace
 from pathlib import Path
+
+import httpx
+from starlette.applications import Starlette
 
 from dashboards.auth import SECRET_FILE, LoginLimiter, hashed_network, load_secret
 from dashboards.keys import create_key
 from dashboards.users import remove_user
-from tests.dashboards.web_fixtures import PASSWORD, Dashboard, dashboard, traffic
+from dashboards.web.pages import web_routes
+from store.aio import AsyncStore
+from tests.dashboards.web_fixtures import PASSWORD, Dashboard, dashboard, serving, traffic
 
 __all__ = ["dashboard"]
 
@@ -207,6 +213,27 @@ def test_limiter_window_slides_with_the_clock() -> None:
     assert limiter.retry_after(["k"]) == 61
     now[0] += 61
     assert limiter.retry_after(["k"]) == 0
+
+
+def test_cookie_is_secure_behind_an_https_proxy(dashboard: Dashboard) -> None:
+    config = dashboard.config
+    trusting = replace(config, server=replace(config.server, trusted_proxies=("127.0.0.1",)))
+    app = Starlette(routes=web_routes(trusting, AsyncStore(dashboard.store)))
+    with serving(app) as url, httpx.Client(base_url=url) as behind_proxy:
+        assert "secure" in _session_cookie(behind_proxy).lower()
+    # A peer that is not a trusted proxy cannot claim https.
+    assert "secure" not in _session_cookie(dashboard.client).lower()
+
+
+def _session_cookie(client: httpx.Client) -> str:
+    page = client.get("/login")
+    response = client.post(
+        "/login",
+        data={"email": "admin@example.com", "password": PASSWORD, "csrf_token": _csrf(page.text)},
+        headers={"x-forwarded-proto": "https"},
+        follow_redirects=False,
+    )
+    return next(h for h in response.headers.get_list("set-cookie") if h.startswith("fp_session="))
 
 
 def test_network_hash_truncates_and_is_keyed() -> None:

@@ -176,7 +176,10 @@ def serving(app: Starlette) -> Iterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    # As `firstparty serve`: uvicorn does not rewrite the scheme or client from proxy headers.
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", proxy_headers=False)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -48,7 +48,7 @@
     var fmtDate = uPlot.fmtDate(hourly ? "{MMM} {D} {HH}:00" : chart.interval === "month" ? "{MMM} {YYYY}" : "{MMM} {D}");
     var axisStyle = { stroke: muted, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
     // Ticks on bucket starts only (no "8am" under a daily chart), at most about ten of them.
-    var every = Math.max(1, Math.ceil(chart.labels.length / 10));
+    var every = Math.max(1, Math.ceil(chart.labels.length / Math.max(2, Math.min(10, Math.floor(holder.clientWidth / 80)))));
     var tickFmt = uPlot.fmtDate(hourly ? "{MMM} {D}\n{HH}:00" : chart.interval === "month" ? "{MMM} {YYYY}" : "{MMM} {D}");
     var xAxis = Object.assign({
       splits: function () { return chart.labels.filter(function (_, i) { return i % every === 0; }); },
@@ -61,7 +61,7 @@
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(4, Math.ceil(max * 1.1))]; } } },
       series: [{ value: function (u, v) { return v == null ? "–" : fmtDate(uPlot.tzDate(new Date(v * 1e3), "Etc/UTC")); } }].concat(series.slice(1)),
-      axes: [xAxis, Object.assign({ size: 50 }, axisStyle)],
+      axes: [xAxis, Object.assign({ size: 50, incrs: [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1e3, 2e3, 2500, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6] }, axisStyle)],
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
     });
