@@ -1,18 +1,19 @@
 """Two collectors writing one store agree on visitors and sessions without talking to each other.
 
 Two real `firstparty serve` processes, each with its own data dir, spool and writer, share one
-store: the second joins the embedded engine the first one owns (through its admin socket), which
-is the same topology as several collectors on one ClickHouse server or cluster. The only thing
-they share is the store: the day's salt is read from it, and a writer that has no open session
+store: the second joins the embedded engine the first one owns (through its admin socket), and
+with CLICKHOUSE_URL set both also write to a ClickHouse server directly, as in docker-compose.
+The only thing they share is the store: the day's salt is read from it, and a writer that has no open session
 for a visitor looks the visitor up in it. No sticky routing: one visitor's beacons alternate.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -28,21 +29,47 @@ CHROME = (
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
 
-@pytest.fixture
-def collectors(tmp_path: Path) -> Iterator[tuple[Server, Server, Store]]:
-    first = start_server(tmp_path / "a", workers=1)
-    engine = f"chdb://{first.root / 'data' / 'clickhouse'}"
+def server_store_url() -> str:
+    """A fresh database on the ClickHouse server at CLICKHOUSE_URL."""
+    server = os.environ["CLICKHOUSE_URL"]
+    base = server.rstrip("/").rsplit("/", 1)[0] if server.count("/") > 2 else server
+    return f"{base}/t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(
+    scope="module", params=["embedded", pytest.param("server", marks=pytest.mark.server)]
+)
+def collectors(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Server, Store]]:
+    """Two collectors on one store; both tests share the pair, each with its own site.
+
+    embedded: the second `serve` joins the engine the first owns. server: both write to a
+    ClickHouse server directly, the topology of docker-compose (run when CLICKHOUSE_URL is set).
+    """
+    if request.param == "server" and not os.environ.get("CLICKHOUSE_URL"):
+        pytest.skip("set CLICKHOUSE_URL=clickhouse://user:pass@host:8123 to test a server")
+    tmp_path = tmp_path_factory.mktemp("collectors")
+    if request.param == "server":
+        url = server_store_url()
+        first = start_server(tmp_path / "a", workers=1, extra_env={"FIRSTPARTY_STORE": url})
+    else:
+        first = start_server(tmp_path / "a", workers=1)
+        url = f"chdb://{first.root / 'data' / 'clickhouse'}"
     second = start_server(
-        tmp_path / "b", SITE_CONFIG, workers=1, extra_env={"FIRSTPARTY_STORE": engine}
+        tmp_path / "b", SITE_CONFIG, workers=1, extra_env={"FIRSTPARTY_STORE": url}
     )
-    store = connect(engine)  # through the owner's admin socket, like any CLI command
+    store = connect(url)  # the embedded engine through its owner's admin socket, or the server
     try:
-        assert "joined as an extra collector" in second.output()
+        if request.param == "embedded":
+            assert "joined as an extra collector" in second.output()
         yield first, second, store
     finally:
-        store.close()
         second.stop()
         first.stop()
+        if request.param == "server":
+            store.command(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[-1]}")
+        store.close()
 
 
 def beacon(server: Server, domain: str, path: str, ua: str = CHROME) -> None:
