@@ -23,7 +23,7 @@ from ingest.steps.ip import ip_prefix, normalise_ip, truncate_ip
 from ingest.steps.redact import Redactor
 from ingest.steps.referrer import Referrers, channel, referrer
 from ingest.steps.site import opt_out, site_allowed
-from ingest.steps.spam import referrer_spam
+from ingest.steps.spam import is_spam_host, referrer_spam
 from ingest.steps.ua import parse_ua, user_agent
 from ingest.steps.urls import url_parts
 
@@ -55,6 +55,19 @@ DROP_REASONS = (
 )
 
 
+WARM_UP_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+def warm_up() -> None:
+    """Compile the UA resolver, the crawler patterns and the spam list now (~0.3 s), so the
+    first beacon a worker serves is not the slow one."""
+    bot_reason(WARM_UP_UA)
+    is_spam_host("warm-up.invalid")
+
+
 def build_pipeline(
     config: Config,
     salts: SaltKeeper,
@@ -73,6 +86,7 @@ def build_pipeline(
     redactions: Counter[str] = Counter()
     redactor = Redactor(redactions)
     geo = geo if geo is not None else open_geo(config)
+    warm_up()
     return Pipeline(
         [
             ("site", site_allowed(config)),

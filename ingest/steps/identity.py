@@ -41,13 +41,15 @@ class Identity:
 
     def step(self, hit: Hit, event: Event) -> str | None:
         at = hit.received_at
+        # Destroy expired keys on the first hit after each boundary (a time comparison else).
+        self.salts.maintain(at)
+        if self.devices is not None:
+            self.devices.maintain(at)
         device_id = self._device_id(hit)
         if device_id and self.devices is not None:
-            self.devices.maintain(at)
             event.visitor_id = device_hash(self.devices.key(at), hit.domain, device_id)
             event.visitor_kind = "device"
         else:
-            self.salts.maintain(at)
             salt = self.salts.key(at)
             event.visitor_id = visitor_hash(salt, hit.domain, _ip_text(hit.ip), hit.user_agent)
             event.visitor_kind = "cookieless"

@@ -133,3 +133,25 @@ def test_salts_never_logged(store: Store, caplog: pytest.LogCaptureFixture) -> N
     for value in values:
         assert value not in caplog.text
         assert value.upper() not in caplog.text
+
+
+def test_salts_command_shows_times_never_values_and_destroys_expired(
+    store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    import json
+
+    from firstparty.config import parse
+    from ingest.salts_command import cmd_salts
+
+    keeper = SaltKeeper(store, grace=GRACE)
+    old = keeper.key(dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).hex()
+    current = keeper.key(dt.datetime.now(dt.UTC)).hex()
+    config = parse(f'store = "{store.url}"\n', env={})
+    args = argparse.Namespace(destroy_expired=True, json=True)
+    assert cmd_salts(args, config) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert len(report["destroyed_now"]) == 1
+    assert [row["kind"] for row in report["existing"]] == ["visitor_salt"]
+    assert old not in out and current not in out
