@@ -3,8 +3,9 @@
 Two real `firstparty serve` processes, each with its own data dir, spool and writer, share one
 store: the second joins the embedded engine the first one owns (through its admin socket), and
 with CLICKHOUSE_URL set both also write to a ClickHouse server directly, as in docker-compose.
-The only thing they share is the store: the day's salt is read from it, and a writer that has no open session
-for a visitor looks the visitor up in it. No sticky routing: one visitor's beacons alternate.
+The only thing they share is the store: the day's salt is read from it, and a writer that has
+no open session for a visitor looks the visitor up in it. No sticky routing: one visitor's
+beacons alternate between the two.
 """
 
 from __future__ import annotations
