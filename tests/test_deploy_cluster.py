@@ -129,8 +129,12 @@ def test_keeper_is_reachable_by_name_from_every_node(spec: dict[str, Any]) -> No
     assert "/var/lib/clickhouse/coordination" in keeper_conf.findtext(
         "keeper_server/log_storage_path", ""
     )
+    ready = keeper_conf.find("keeper_server/http_control")
+    assert ready is not None
+    probe = f"http://127.0.0.1:{ready.findtext('port')}{ready.findtext('readiness/endpoint')}"
+    assert probe in spec["services"]["keeper"]["healthcheck"]["test"]
     for node in clickhouse_nodes(spec).values():
-        assert "keeper" in node["depends_on"]
+        assert node["depends_on"]["keeper"]["condition"] == "service_healthy"
         for source in volume_targets(node).values():
             if source.startswith("./"):
                 assert (ROOT / source).is_file(), source
