@@ -242,7 +242,10 @@ async def _top_stats(
             "display": fmt(name, current[name]),
             "previous": previous[name],
             "previous_display": fmt(name, previous[name]),
-            "change": change(name, current[name], previous[name]),
+            # Rates and averages over no earlier visits compare with nothing.
+            "change": change(name, current[name], previous[name])
+            if name in CHART_METRICS or previous.get("visits")
+            else None,
             "chartable": name in CHART_METRICS,
         }
         for name, label in TOP_STATS

@@ -109,6 +109,9 @@ def browser_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S
             assert time.monotonic() < deadline, f"{got} of {pageviews} pageviews stored in 30 s"
             time.sleep(0.2)
             got = api(server, key, body)["results"][0]["metrics"][0]  # type: ignore[index]
+        # A month of realistic history (countries, campaigns, goals) through the real pipeline.
+        demo = server.cli("demo-data", "--site", "example.com", "--events", "4000", "--seed", "7")
+        assert demo.returncode == 0, demo.stderr
         yield server, password, key
     finally:
         server.stop()
@@ -217,6 +220,10 @@ def test_dashboard_in_a_browser(browser_server: tuple[Server, str, str]) -> None
             phone.goto(server.url + "/sites/example.com?period=7d")
             expect(phone.get_by_test_id("stat-visitors")).to_be_visible()
             phone.screenshot(path=str(OUT / "dashboard-phone.png"), full_page=True)
+
+            page.goto(server.url + "/sites/example.com?period=30d&compare=1")
+            expect(page.locator("#chart canvas")).to_be_visible()
+            page.screenshot(path=str(OUT / "dashboard-30-days-compared.png"), full_page=True)
 
             page.goto(server.url + "/")
             expect(page.get_by_role("link", name="example.com").first).to_be_visible()
