@@ -6,7 +6,7 @@ This type mirrors the table's columns one to one; a test compares it with the li
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pyarrow as pa
@@ -47,7 +47,10 @@ class Event:
     props: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not dataclasses.asdict: its recursive deepcopy was the largest cost per beacon.
+        row = {name: getattr(self, name) for name in COLUMNS}
+        row["props"] = dict(self.props)
+        return row
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Event))

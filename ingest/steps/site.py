@@ -30,6 +30,8 @@ def host_allowed(site: Site, host: str) -> bool:
 def is_local(host: str) -> bool:
     if host in LOCAL_HOSTS or host.endswith(".localhost"):
         return True
+    if not host or not (host[0].isdigit() or host[0] in "[:"):
+        return False  # a name, not an address literal: skip the costly parse
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
