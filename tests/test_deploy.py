@@ -12,6 +12,7 @@ import json
 import re
 import shlex
 import tomllib
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,15 @@ def test_the_clickhouse_service_is_pinned_healthchecked_and_keeps_its_data() -> 
     assert "http://127.0.0.1:8123/ping" in check
     data = volume_targets(clickhouse)["/var/lib/clickhouse"]
     assert data in spec["volumes"], "the data directory must be a named volume"
+    mounted = {}
     for target, source in volume_targets(clickhouse).items():
         if source.startswith("./"):
             assert (ROOT / source).is_file(), source
-            assert target.startswith("/etc/clickhouse-server/config.d/")
+            mounted[target.rsplit("/", 2)[-2]] = ET.parse(ROOT / source).getroot()
+    # The server log stays below the level that prints request URIs (bound parameters), and
+    # the collectors' profile keeps query texts out of system.query_log.
+    assert mounted["config.d"].findtext("logger/level") == "warning"
+    assert mounted["users.d"].findtext("profiles/default/log_queries") == "0"
 
 
 def test_the_collector_reaches_the_clickhouse_service_through_firstparty_store() -> None:

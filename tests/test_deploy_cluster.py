@@ -90,6 +90,13 @@ def test_two_shards_of_two_replicas_and_a_keeper_all_pinned(spec: dict[str, Any]
         assert node["hostname"] == name
         assert "http://127.0.0.1:8123/ping" in node["healthcheck"]["test"]
         assert volume_targets(node)["/var/lib/clickhouse"] in spec["volumes"]
+        mounts = volume_targets(node)
+        assert mounts["/etc/clickhouse-server/config.d/cluster.xml"] == (
+            "./deploy/clickhouse/cluster.xml"
+        )
+        assert mounts["/etc/clickhouse-server/users.d/firstparty.xml"] == (
+            "./deploy/clickhouse/users.xml"
+        )
     assert sorted(h for replicas in shards for h in replicas) == sorted(nodes)
 
 
