@@ -125,8 +125,9 @@ def no_raw_ip(ctx: Context) -> Check:
     files: dict[str, int] = {"spool": 0, "log": 0}
     for kind, path in _files(ctx):
         files[kind] += 1
-        hits = [f for f in patterns.find_ips(read_text(path), policy) if not f.infrastructure]
-        ignored += 0
+        found = patterns.find_ips(read_text(path), policy)
+        hits = [f for f in found if not f.infrastructure]
+        ignored += len(found) - len(hits)
         if hits:
             findings.append(
                 f"raw IP address in {kind} file {path.name}: {len(hits)} occurrence(s), e.g. "
@@ -147,7 +148,7 @@ def no_raw_ip(ctx: Context) -> Check:
             f"most /{policy.ipv4_prefix} or /{policy.ipv6_prefix} are allowed). Prefix columns: "
             "each distinct value must be a network exactly at the configured length. Files: the "
             "same patterns over the spool segments and *.log files. Loopback, the listen address "
-            "and trusted proxies are not visitors and are ignored only in config tables and logs."
+            "and trusted proxies are not visitors: ignored in config tables and files, counted."
         ),
         evidence={
             "columns_scanned": len(scanned),
