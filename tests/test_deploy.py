@@ -8,6 +8,7 @@ service, start order, published port, and a CMD that the real `firstparty` parse
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shlex
@@ -164,6 +165,11 @@ def test_the_collectors_environment_is_valid_configuration() -> None:
     overrides = {k: v for k, v in env.items() if k.startswith("FIRSTPARTY_") and v}
     config = parse_config("", "(compose)", overrides)
     assert config.server.trusted_proxies == ("10.1.0.0/16", "::1")
+    # Unset, the proxy trusted is the network's gateway: where a proxy on the host connects from.
+    default = environment(compose("docker-compose.yml")["services"]["collector"])
+    (network,) = spec["networks"]["default"]["ipam"]["config"]
+    assert default["FIRSTPARTY_SERVER_TRUSTED_PROXIES"] == network["gateway"]
+    assert ipaddress.ip_address(network["gateway"]) in ipaddress.ip_network(network["subnet"])
     assert config.server.workers == int(env["FIRSTPARTY_SERVER_WORKERS"])
     # The mounted config file is the one FIRSTPARTY_CONFIG names; the spool is on a volume
     # at the data directory the image uses.
