@@ -108,6 +108,7 @@ def url_parts(redactor: Redactor) -> Step:
                 # Held until the referrer step resolves it to a source name.
                 event.referrer_source = redactor.text(kept[param])
                 break
+        event.name = redactor.text(hit.name)  # custom event names sometimes embed an e-mail
         event.props = {
             redactor.text(k)[:MAX_VALUE]: redactor.text(v)[:MAX_VALUE] for k, v in hit.props.items()
         }

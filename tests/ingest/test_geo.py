@@ -90,3 +90,40 @@ def test_missing_or_corrupt_database_warns_and_events_flow(
     assert isinstance(result, Accepted)
     assert result.event.country_code == ""
     assert "81.2.69.142" not in caplog.text
+
+
+def test_server_warns_at_start_up_about_a_missing_database_and_still_stores(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    import httpx
+
+    from store import connect
+    from tests.conftest import start_server
+
+    missing = tmp_path / "nowhere" / "GeoIP2-City.mmdb"
+    server = start_server(
+        tmp_path / "srv",
+        f'[[site]]\ndomain = "example.com"\n[privacy]\ngeoip_database = "{missing}"\n',
+    )
+    try:
+        response = httpx.post(
+            server.url + "/api/event",
+            headers={
+                "user-agent": "Mozilla/5.0 (X11; Linux x86_64; rv:131.0) Gecko/20100101 "
+                "Firefox/131.0"
+            },
+            json={"n": "pageview", "u": "https://example.com/", "d": "example.com"},
+        )
+        assert response.status_code == 202 and "x-dropped" not in response.headers
+        store = connect(f"chdb://{server.root / 'data' / 'clickhouse'}")
+        deadline = time.monotonic() + 20
+        while store.query("SELECT count() FROM events").scalar() == 0:
+            assert time.monotonic() < deadline, "the event was not stored"
+            time.sleep(0.1)
+        assert store.query("SELECT country_code FROM events").scalar() == ""
+        store.close()
+    finally:
+        output = server.stop()
+    assert f"GeoIP database {missing} does not exist" in output
