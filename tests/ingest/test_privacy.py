@@ -386,8 +386,9 @@ def test_no_raw_address_anywhere_after_thousands_of_visitors(tmp_path: Path, vis
     assert found == []
     assert spool_seen == []
     assert scan_files(server.root, [*addresses, "198.51.100.77"]) == []
-    for address in [*addresses[:300], "198.51.100.77"]:
-        assert address not in output
+    for address in [*addresses, "198.51.100.77"]:
+        texts, _, _ = forms(address)
+        assert not any(form in output for form in texts), "a raw address is in the server log"
 
 
 def test_the_scan_finds_planted_addresses(shared_store: Store) -> None:

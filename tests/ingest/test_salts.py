@@ -7,6 +7,7 @@ import datetime as dt
 import logging
 import secrets
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -56,6 +57,10 @@ def test_racing_collectors_settle_on_the_smallest_salt_and_losers_are_deleted(
     assert chosen == min(salt_a, other, key=bytes.hex)
     assert a.key(NOON + dt.timedelta(seconds=11)) == chosen  # a re-checks and agrees
     assert [d for d, _ in salts_in_store(store)] == [DAY]  # the loser is gone
+    deadline = time.monotonic() + 20  # ... also from the parts the mutation replaced
+    while lingering_parts(store, "salts") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lingering_parts(store, "salts") == 0
 
 
 def test_a_creator_rechecks_the_choice_after_a_while(store: Store) -> None:
@@ -155,3 +160,43 @@ def test_salts_command_shows_times_never_values_and_destroys_expired(
     assert len(report["destroyed_now"]) == 1
     assert [row["kind"] for row in report["existing"]] == ["visitor_salt"]
     assert old not in out and current not in out
+
+
+def test_migration_to_partitioned_salts_keeps_the_current_salt(engine_dir: Path) -> None:
+    """A store created by schema version 1 (salts without partitions) is migrated in place."""
+    from firstparty.config import parse
+    from firstparty.server import schema_values
+    from store import open_owner
+    from store import schema as schema_mod
+    from tests.conftest import store_urls
+
+    v1_salts = (
+        "CREATE TABLE salts (day Date, salt String, created_at DateTime64(3, 'UTC') "
+        "DEFAULT now64(3)) ENGINE = MergeTree ORDER BY day SETTINGS old_parts_lifetime = 1"
+    )
+    url = store_urls(engine_dir)[0]
+    s = open_owner(url)
+    try:
+        s.command(
+            "CREATE TABLE schema_version (version UInt32, applied_at DateTime64(3, 'UTC') "
+            "DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version"
+        )
+        s.command("INSERT INTO schema_version (version) VALUES (1)")
+        s.command(v1_salts)
+        value = secrets.token_bytes(SALT_BYTES).hex()
+        s.insert("salts", pa.table({"day": pa.array([DAY], pa.date32()), "salt": [value]}))
+        schema_mod.apply(s, schema_values(parse("", env={})))
+        assert salts_in_store(s) == [(DAY, value)]
+        key = s.query(
+            "SELECT partition_key FROM system.tables WHERE database = currentDatabase() "
+            "AND name = 'salts'"
+        ).scalar()
+        assert key == "day"
+        tables = s.query(
+            "SELECT name FROM system.tables WHERE database = currentDatabase()"
+        ).column("name")
+        assert "salts_v2" not in tables
+        assert SaltKeeper(s).key(NOON).hex() == value
+    finally:
+        s.command(f"DROP DATABASE IF EXISTS {url.rsplit('=', 1)[-1]}")
+        s.close()
