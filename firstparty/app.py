@@ -20,7 +20,7 @@ from collector.app import event_routes
 from dashboards.routes import routes as dashboard_routes
 from firstparty import metrics
 from firstparty.config import Config
-from ingest.ingestor import Ingestor
+from ingest.ingestor import Ingestor, IngestUnavailable
 from ingest.salts import SaltKeeper
 from ingest.spool import SpoolFull, SpoolWriter
 from ingest.steps import build_pipeline
@@ -81,10 +81,10 @@ def build_app(
             metrics.render(snapshots), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    async def spool_full(request: Request, exc: Exception) -> Response:
-        retry = exc.retry_after if isinstance(exc, SpoolFull) else 5
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        retry = exc.retry_after if isinstance(exc, SpoolFull | IngestUnavailable) else 5
         return JSONResponse(
-            {"error": "the collector is over capacity; retry later"},
+            {"error": "the collector cannot take events right now; retry later"},
             status_code=503,
             headers={"retry-after": str(retry), "access-control-allow-origin": "*"},
         )
@@ -116,7 +116,11 @@ def build_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={SpoolFull: spool_full})
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={SpoolFull: unavailable, IngestUnavailable: unavailable},
+    )
     app.state.ingestor = ingestor
     app.state.spool = spool
     return app

@@ -263,17 +263,9 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
                 await asyncio.wait_for(stopping.wait(), 0.2)
     finally:
         print("firstparty: stopping; flushing the spool into the store...", flush=True)
-        started = time.monotonic()
-        for proc in workers:
-            if proc.is_alive() and proc.pid is not None:
-                proc.terminate()
-        for proc in workers:
-            proc.join(timeout=max(0.1, WORKER_STOP_BUDGET - (time.monotonic() - started)))
-        for proc in workers:
-            if proc.is_alive():
-                log.warning("HTTP worker %s did not stop in time; killing it", proc.name)
-                proc.kill()
-                proc.join(timeout=2)
+        # Off the event loop: the admin socket it serves must keep answering the workers'
+        # store calls while they finish their last requests.
+        await asyncio.to_thread(_stop_workers, workers)
         listener.close()
         emptied = await asyncio.to_thread(writer.stop, WRITER_STOP_BUDGET)
         await asyncio.to_thread(report_writer, config, writer)
@@ -288,6 +280,20 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(admin_task, 5)
             admin_socket(config).unlink(missing_ok=True)
+
+
+def _stop_workers(workers: list[BaseProcess]) -> None:
+    started = time.monotonic()
+    for proc in workers:
+        if proc.is_alive() and proc.pid is not None:
+            proc.terminate()
+    for proc in workers:
+        proc.join(timeout=max(0.1, WORKER_STOP_BUDGET - (time.monotonic() - started)))
+    for proc in workers:
+        if proc.is_alive():
+            log.warning("HTTP worker %s did not stop in time; killing it", proc.name)
+            proc.kill()
+            proc.join(timeout=2)
 
 
 @contextlib.contextmanager
@@ -322,6 +328,17 @@ def collector_id(data_dir: Path) -> str:
             return text
     value = secrets.token_hex(8)
     path.write_text(value + "\n")
+    return value
+
+
+def _seconds_from_env(name: str, default: float) -> float:
+    """A tuning knob outside the reviewed config file (see docs/operations.md)."""
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        raise SystemExit(f"firstparty: {name} must be a number of seconds") from None
+    if not 0 <= value <= 60:
+        raise SystemExit(f"firstparty: {name} must be between 0 and 60 seconds")
     return value
 
 
@@ -367,6 +384,7 @@ def serve(config: Config) -> int:
             dt.timedelta(minutes=config.privacy.session_timeout_minutes),
             collector_id=collector_id(config.data_dir),
             fault_file=config.data_dir / FAULT_FILE,
+            max_wait=_seconds_from_env("FIRSTPARTY_WRITER_MAX_WAIT", 0.8),
         )
         report_writer(config, writer)
         writer.start()

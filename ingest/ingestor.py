@@ -2,7 +2,8 @@
 
 `submit` returns only after the fsync that covers the accepted events (group commit: the
 concurrent requests of a worker share it), so a 202 is a promise. When the spool is at its
-quota it raises `SpoolFull` and nothing of the request is kept; the app answers 503.
+quota it raises `SpoolFull`, and when a step failed (not a judgement on the event, e.g. the store
+did not answer) `IngestUnavailable`: nothing of the request is kept and the app answers 503.
 """
 
 from __future__ import annotations
@@ -14,6 +15,16 @@ from starlette.concurrency import run_in_threadpool
 from ingest.hit import Hit
 from ingest.pipeline import Dropped, Pipeline
 from ingest.spool import GroupCommitter, SpoolWriter, encode
+
+# A step raised (e.g. the store holding the salts did not answer): the event was not judged, so
+# it is neither acknowledged nor counted as stored. The client is asked to retry instead.
+UNJUDGED = "internal_error"
+
+
+class IngestUnavailable(Exception):
+    """The request could not be processed now; answer 503 with Retry-After, keep nothing."""
+
+    retry_after = 1
 
 
 class Ingestor:
@@ -37,6 +48,8 @@ class Ingestor:
     def submit_sync(self, hits: Sequence[Hit]) -> list[str | None]:
         """Process hits; returns a drop reason (or None when stored) for each hit."""
         records, reasons = self._process(hits)
+        if UNJUDGED in reasons:
+            raise IngestUnavailable
         if records:
             self.spool.append(records)
         return reasons
@@ -44,6 +57,9 @@ class Ingestor:
     async def submit(self, hits: Sequence[Hit]) -> list[str | None]:
         # Steps may block (the salt keeper reads the store once a day): off the event loop.
         records, reasons = await run_in_threadpool(self._process, hits)
+        if UNJUDGED in reasons:
+            # Nothing of the request is kept, so the client's retry cannot double anything.
+            raise IngestUnavailable
         if records:
             await self.committer.append(records)
         return reasons

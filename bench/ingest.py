@@ -1,0 +1,629 @@
+"""Ingest throughput and latency on loopback: the full pipeline against a bare Starlette endpoint.
+
+    python -m bench ingest [--seconds 8] [--connections 64] [--rate 5000] [--json out.json]
+    python -m bench ingest --profile      # where a worker's time goes, per beacon
+
+One run measures, side by side on this machine:
+1. `firstparty serve` (validation, bot/spam checks, UA parsing, geo, IP truncation, visitor hash,
+   durable group-committed spool, the writer inserting into the embedded engine) with 1 and 2
+   HTTP workers, and a bare Starlette app that only parses the JSON body, served by uvicorn with
+   the same settings and worker counts: events/s and p50/p99 latency at saturation (a closed
+   loop over `--connections` keep-alive connections), and the ratios.
+2. p50/p99 latency at a fixed `--rate` (an open loop: latency counts from the moment a beacon
+   was due, so a stall is not hidden by the generator waiting).
+3. The writer alone: rows/s from sealed spool segments into a fresh embedded engine.
+4. HTTP worker RSS before and after the load.
+
+The load generator is a separate process (asyncio + uvloop, raw HTTP/1.1 on keep-alive sockets,
+no client library in the hot path) replaying realistic beacons: real desktop and mobile user
+agents, IPv4 and IPv6 visitors in `X-Forwarded-For` from a trusted proxy (127.0.0.1), referrers
+and UTM tags. On a 2-core machine the generator shares the cores with the server; the ratios
+are measured under the same handicap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import multiprocessing
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+USER_AGENTS = (
+    # Desktop
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/130.0.0.0 Safari/537.36 Edg/130.0.0.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:132.0) Gecko/20100101 Firefox/132.0",
+    # Mobile
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.6778.81 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "SamsungBrowser/26.0 Chrome/122.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (iPad; CPU OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.6 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 13; M2101K6G) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) CriOS/131.0.6778.73 Mobile/15E148 Safari/604.1",
+)
+REFERRERS = (
+    "",
+    "",
+    "https://www.google.com/",
+    "https://www.bing.com/",
+    "https://duckduckgo.com/",
+    "https://news.ycombinator.com/item",
+    "https://t.co/abc",
+    "https://www.facebook.com/",
+    "https://www.reddit.com/r/programming/",
+    "https://github.com/someone/project",
+)
+PAGES = ("/", "/pricing", "/blog/privacy-first-analytics", "/docs/install", "/about", "/signup")
+UTM = (
+    "",
+    "",
+    "",
+    "?utm_source=newsletter&utm_medium=email&utm_campaign=spring",
+    "?utm_source=twitter&utm_medium=social",
+    "?utm_source=google&utm_medium=cpc&utm_campaign=brand&utm_term=analytics",
+)
+
+SITE_CONFIG = """
+[[site]]
+domain = "example.com"
+
+[server]
+trusted_proxies = ["127.0.0.1"]
+"""
+
+BARE_APP = """
+import json
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+
+async def event(request: Request) -> Response:
+    try:
+        json.loads(await request.body())
+    except ValueError:
+        return Response(b'{"error":"bad json"}', status_code=400, media_type="application/json")
+    return Response(b'{"ok":true}', status_code=202, media_type="application/json")
+
+
+app = Starlette(routes=[Route("/api/event", event, methods=["POST"])])
+"""
+
+
+def beacons(count: int, seed: int = 1) -> list[bytes]:
+    """Raw HTTP/1.1 requests, as a tracker behind a trusted proxy sends them."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        if rng.random() < 0.3:
+            a, b, c = rng.randrange(65536), rng.randrange(65536), rng.randrange(1, 65536)
+            ip = f"2001:db8:{a:x}:{b:x}::{c:x}"
+        else:
+            a, b, c, d = (
+                rng.randrange(1, 224),
+                rng.randrange(256),
+                rng.randrange(256),
+                rng.randrange(1, 255),
+            )
+            ip = f"{a}.{b}.{c}.{d}"
+        body = {
+            "n": "pageview" if rng.random() < 0.85 else "Signup",
+            "u": "https://example.com" + rng.choice(PAGES) + rng.choice(UTM),
+            "d": "example.com",
+            "r": rng.choice(REFERRERS),
+        }
+        if body["n"] != "pageview":
+            body["p"] = {"plan": rng.choice(["free", "pro"])}
+        data = json.dumps(body, separators=(",", ":")).encode()
+        head = (
+            "POST /api/event HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\n"
+            f"User-Agent: {rng.choice(USER_AGENTS)}\r\nX-Forwarded-For: {ip}\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        )
+        out.append(head.encode() + data)
+    return out
+
+
+# -- the load generator (its own process) ---------------------------------------------------
+
+_LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> int:
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    match = _LENGTH.search(head)
+    if match:
+        await reader.readexactly(int(match.group(1)))
+    return int(head[9:12])
+
+
+async def _closed_loop(
+    port: int, requests: list[bytes], connections: int, seconds: float
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    deadline = time.perf_counter() + seconds
+
+    async def client(offset: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = offset
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            status = await _exchange(reader, writer, requests[i % len(requests)])
+            latencies.append(time.perf_counter() - started)
+            statuses[status] = statuses.get(status, 0) + 1
+            i += connections
+        writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(connections)))
+    elapsed = time.perf_counter() - started
+    return _summary(latencies, statuses, elapsed)
+
+
+async def _open_loop(
+    port: int, requests: list[bytes], rate: float, seconds: float, connections: int
+) -> dict[str, Any]:
+    """Send at a fixed rate; latency counts from when each beacon was due."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    total = int(rate * seconds)
+    queue: asyncio.Queue[tuple[int, float]] = asyncio.Queue()
+    start = time.perf_counter() + 0.2
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while True:
+            index, due = await queue.get()
+            if index < 0:
+                break
+            status = await _exchange(reader, writer, requests[index % len(requests)])
+            latencies.append(time.perf_counter() - due)
+            statuses[status] = statuses.get(status, 0) + 1
+        writer.close()
+
+    tasks = [asyncio.create_task(client()) for _ in range(connections)]
+    for index in range(total):
+        due = start + index / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((index, due))
+    for _ in tasks:
+        queue.put_nowait((-1, 0.0))
+    await asyncio.gather(*tasks)
+    return _summary(latencies, statuses, time.perf_counter() - start)
+
+
+def _summary(latencies: list[float], statuses: dict[int, int], elapsed: float) -> dict[str, Any]:
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
+
+    return {
+        "requests": len(latencies),
+        "per_second": len(latencies) / elapsed,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "statuses": statuses,
+    }
+
+
+def _generator(kind: str, port: int, args: dict[str, Any], out: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        pass
+    requests = beacons(4000)
+    if kind == "closed":
+        result = asyncio.run(_closed_loop(port, requests, args["connections"], args["seconds"]))
+    else:
+        result = asyncio.run(
+            _open_loop(port, requests, args["rate"], args["seconds"], args["connections"])
+        )
+    out.send(result)
+
+
+def generate(kind: str, port: int, **args: Any) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_generator, args=(kind, port, args, child))
+    proc.start()
+    result: dict[str, Any] = parent.recv()
+    proc.join()
+    return result
+
+
+# -- servers under test ---------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the server under test exited")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                if sock.recv(64):
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the server under test did not start")
+
+
+def warm_up(port: int, workers: int) -> None:
+    # Every worker compiles its parsers on its first beacon; keep that out of the numbers.
+    generate("closed", port, connections=4 * workers, seconds=1.5)
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def worker_pids(pid: int) -> list[int]:
+    out = []
+    for child in children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                out.append(child)
+        except OSError:
+            continue
+    return out
+
+
+def start_full(root: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "firstparty.toml").write_text(SITE_CONFIG)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIRSTPARTY_")}
+    env.update(
+        {
+            "FIRSTPARTY_CONFIG": str(root / "firstparty.toml"),
+            "FIRSTPARTY_STORE": f"chdb://{root / 'data' / 'clickhouse'}",
+            "FIRSTPARTY_SERVER_DATA_DIR": str(root / "data"),
+            "FIRSTPARTY_SERVER_SPOOL_QUOTA_MB": "20000",
+        }
+    )
+    cmd = [sys.executable, "-m", "firstparty", "serve", "--port", str(port)]
+    cmd += ["--workers", str(workers)]
+    log = open(root / "server.log", "ab")
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_listening(port, proc)
+    return proc, port
+
+
+def start_bare(root: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "bare_app.py").write_text(BARE_APP)
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port)]
+    cmd += ["--workers", str(workers), "--log-level", "warning", "--no-access-log"]
+    cmd += ["--no-server-header", "--no-proxy-headers"]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_listening(port, proc)
+    return proc, port
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def stored_rows(root: Path) -> int:
+    code = (
+        "import sys; from store import open_owner; "
+        f"s = open_owner('chdb://{root / 'data' / 'clickhouse'}'); "
+        "print(s.query('SELECT count() FROM events').scalar())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+# -- the writer alone -----------------------------------------------------------------------
+
+
+def writer_rows_per_second(root: Path, rows: int) -> dict[str, Any]:
+    """Seal `rows` realistic events into a spool and time the writer draining them."""
+    from firstparty.config import parse
+    from firstparty.server import schema_values
+    from ingest.event import Event
+    from ingest.spool import SpoolWriter, encode
+    from ingest.writer import Writer
+    from store import open_owner
+    from store import schema as schema_mod
+
+    rng = random.Random(7)
+    now = dt.datetime.now(dt.UTC)
+    spool = SpoolWriter(root / "spool", "bench", max_bytes=64 << 20)
+    chunk: list[bytes] = []
+    for _ in range(rows):
+        ua = rng.choice(("Chrome", "Firefox", "Safari", "Edge", "Samsung Internet"))
+        chunk.append(
+            encode(
+                Event(
+                    site_id="example.com",
+                    timestamp=now - dt.timedelta(seconds=rng.randrange(3600)),
+                    name="pageview",
+                    visitor_id=rng.getrandbits(63),
+                    hostname="example.com",
+                    pathname=rng.choice(PAGES),
+                    referrer=rng.choice(REFERRERS),
+                    referrer_source=rng.choice(("", "Google", "Bing", "Hacker News")),
+                    channel=rng.choice(("Direct", "Organic Search", "Referral")),
+                    country_code=rng.choice(("DE", "FR", "US", "BE", "NL")),
+                    browser=ua,
+                    browser_version="131",
+                    os=rng.choice(("Windows", "macOS", "Android", "iOS")),
+                    os_version="14",
+                    device=rng.choice(("Desktop", "Mobile", "Tablet")),
+                )
+            )
+        )
+        if len(chunk) == 1000:
+            spool.append(chunk)
+            chunk = []
+    if chunk:
+        spool.append(chunk)
+    spool.close()
+    store = open_owner(f"chdb://{root / 'clickhouse'}")
+    schema_mod.apply(store, schema_values(parse("", env={})))
+    writer = Writer(store, root / "spool", collector_id="bench")
+    started = time.perf_counter()
+    inserted = writer.drain_once()
+    elapsed = time.perf_counter() - started
+    stored = int(store.query("SELECT count() FROM events").scalar())
+    store.close()
+    return {
+        "rows": inserted,
+        "stored": stored,
+        "seconds": elapsed,
+        "rows_per_second": inserted / elapsed,
+        "batches": writer.stats.batches,
+    }
+
+
+def _writer_child(root: str, rows: int, out: Any) -> None:
+    out.send(writer_rows_per_second(Path(root), rows))
+
+
+def writer_bench(root: Path, rows: int) -> dict[str, Any]:
+    # Its own process: the engine is loaded once per process and never in the generator.
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_writer_child, args=(str(root), rows, child))
+    proc.start()
+    result: dict[str, Any] = parent.recv()
+    proc.join()
+    return result
+
+
+# -- profile --------------------------------------------------------------------------------
+
+
+def profile(count: int = 20_000) -> str:
+    """cProfile of a worker's per-beacon work (pipeline + encode), top functions."""
+    import cProfile
+    import io
+    import pstats
+
+    from collector.payload import parse_payload
+    from firstparty.config import parse
+    from firstparty.server import schema_values
+    from ingest.hit import Hit
+    from ingest.ingestor import Ingestor
+    from ingest.salts import SaltKeeper
+    from ingest.spool import SpoolWriter
+    from ingest.steps import build_pipeline
+    from store import open_owner
+    from store import schema as schema_mod
+
+    tmp = Path(tempfile.mkdtemp(prefix="fp-bench-profile-"))
+    config = parse(SITE_CONFIG, env={})
+    store = open_owner(f"chdb://{tmp / 'clickhouse'}")
+    schema_mod.apply(store, schema_values(config))
+    ingestor = Ingestor(build_pipeline(config, SaltKeeper(store)), SpoolWriter(tmp / "spool", "p"))
+    raw = beacons(2000)
+    hits = []
+    now = dt.datetime.now(dt.UTC)
+    for request in raw:
+        head, body = request.split(b"\r\n\r\n", 1)
+        headers = dict(
+            line.split(": ", 1) for line in head.decode().split("\r\n")[1:] if ": " in line
+        )
+        payload = parse_payload(body)
+        hits.append(
+            Hit(
+                domain=payload.domains[0],
+                name=payload.name,
+                url=payload.url,
+                referrer=payload.referrer,
+                received_at=now,
+                ip=headers["X-Forwarded-For"],
+                user_agent=headers["User-Agent"],
+                props=payload.props,
+            )
+        )
+    ingestor._process(hits[:50])  # warm the parsers' caches like a running worker
+    prof = cProfile.Profile()
+    started = time.perf_counter()
+    prof.enable()
+    for i in range(count):
+        ingestor._process([hits[i % len(hits)]])
+    prof.disable()
+    per_beacon = (time.perf_counter() - started) / count * 1e6
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(15)
+    store.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return f"pipeline + encode: {per_beacon:.0f} us per beacon (under cProfile)\n{text.getvalue()}"
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="fp-bench-ingest-"))
+    results: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "seconds": args.seconds,
+        "connections": args.connections,
+    }
+    try:
+        for workers in (1, 2):
+            for kind in ("bare", "full"):
+                root = base / f"{kind}{workers}"
+                start = start_full if kind == "full" else start_bare
+                proc, port = start(root, workers)
+                try:
+                    warm_up(port, workers)
+                    pids = worker_pids(proc.pid) if kind == "full" else children(proc.pid)
+                    rss_before = [rss_mb(p) for p in pids]
+                    sat = generate(
+                        "closed", port, connections=args.connections, seconds=args.seconds
+                    )
+                    rss_after = [rss_mb(p) for p in pids]
+                    entry: dict[str, Any] = {"saturation": sat}
+                    entry["rss_mb_before"] = [round(x, 1) for x in rss_before]
+                    entry["rss_mb_after"] = [round(x, 1) for x in rss_after]
+                    if kind == "full" and workers == 2:
+                        entry["fixed_rate"] = generate(
+                            "open",
+                            port,
+                            rate=args.rate,
+                            seconds=args.seconds,
+                            connections=args.connections,
+                        )
+                    results[f"{kind}_{workers}"] = entry
+                    print(f"{kind} x{workers}: {json.dumps(entry)}", flush=True)
+                finally:
+                    stop(proc)
+                if kind == "full":
+                    accepted = sum(
+                        v.get("statuses", {}).get(202, 0)
+                        for v in (
+                            entry["saturation"],
+                            entry.get("fixed_rate", {}),
+                        )
+                    )
+                    entry["stored_rows"] = stored_rows(root)
+                    entry["accepted_measured"] = accepted
+        results["writer"] = writer_bench(base / "writer", args.writer_rows)
+        print(f"writer: {json.dumps(results['writer'])}", flush=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return results
+
+
+def report(r: dict[str, Any]) -> str:
+    def eps(key: str) -> float:
+        return float(r[key]["saturation"]["per_second"])
+
+    lines = [
+        f"Ingest benchmark, {r['date']}, {r['cpus']} CPUs, {r['seconds']} s per measurement, "
+        f"{r['connections']} connections",
+        "",
+        "| server | workers | events/s | p50 ms | p99 ms | worker RSS MB (before -> after) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for workers in (1, 2):
+        for kind in ("bare", "full"):
+            e = r[f"{kind}_{workers}"]
+            s = e["saturation"]
+            label = "bare Starlette (JSON parse only)" if kind == "bare" else "firstparty (full)"
+            rss = f"{e['rss_mb_before']} -> {e['rss_mb_after']}"
+            lines.append(
+                f"| {label} | {workers} | {s['per_second']:.0f} | {s['p50_ms']:.2f} | "
+                f"{s['p99_ms']:.2f} | {rss} |"
+            )
+    fixed = r["full_2"]["fixed_rate"]
+    lines += [
+        "",
+        f"- full / bare, 1 worker: {eps('full_1') / eps('bare_1'):.2f} (target >= 0.6)",
+        f"- full / bare, 2 workers: {eps('full_2') / eps('bare_2'):.2f}",
+        f"- full 2 workers / 1 worker: {eps('full_2') / eps('full_1'):.2f} (target >= 1.6)",
+        f"- bare 2 workers / 1 worker: {eps('bare_2') / eps('bare_1'):.2f}",
+        f"- full pipeline, 2 workers, at {fixed['per_second']:.0f} events/s offered: "
+        f"p50 {fixed['p50_ms']:.2f} ms, p99 {fixed['p99_ms']:.2f} ms (target p99 <= 10 ms)",
+        f"- writer into the embedded engine: {r['writer']['rows_per_second']:.0f} rows/s "
+        f"({r['writer']['rows']} rows in {r['writer']['batches']} batches; target >= 200,000)",
+        f"- every accepted event stored: full x1 {r['full_1']['stored_rows']} rows, "
+        f"full x2 {r['full_2']['stored_rows']} rows",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench ingest", description=__doc__.split("\n")[0])
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--rate", type=float, default=5000.0)
+    p.add_argument("--writer-rows", type=int, default=200_000)
+    p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--profile", action="store_true", help="profile the per-beacon work instead")
+    args = p.parse_args(argv)
+    if args.profile:
+        print(profile())
+        return 0
+    results = run(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    print()
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
