@@ -16,6 +16,7 @@ Every value is a bound parameter; every identifier comes from `dashboards.metric
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,10 +35,18 @@ from dashboards.metrics import (
 )
 from dashboards.periods import BUCKETS, Period, RangeError, auto_bucket, bucket_label, parse_range
 from dashboards.periods import time_labels as make_time_labels
-from dashboards.rollups import cutoff, finalize, merged_sessions_sql, visits_key
+from dashboards.rollups import (
+    cutoff,
+    finalize,
+    live_sessions_sql,
+    merged_sessions_sql,
+    visits_key,
+)
 from dashboards.suppression import OTHER, Row, fold, withhold_small
 from firstparty.config import Config
-from store.base import Store
+from store.base import Store, StoreError
+
+log = logging.getLogger("firstparty.query")
 
 # Every dashboard query is capped so that no request can stall the engine or exhaust memory.
 QUERY_SETTINGS: dict[str, Any] = {
@@ -452,7 +461,8 @@ _SESSION_AS_EVENT = {
 def _session_rows(
     plan: _Plan, period: Period, aggs: dict[str, str], dims: list[Dimension] | None = None
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """Visit aggregates over the visits starting in `period`, merged live from `sessions`."""
+    """Visit aggregates over the visits starting in `period`, merged live: from `sessions`,
+    or for a period still running from its recent `events` (which the primary key finds)."""
     params = Params()
     dims = plan.dims if dims is None else dims
     names = [f"d{i}" for i in range(len(dims))]
@@ -462,7 +472,12 @@ def _session_rows(
     if plan.spec.filters and not _session_filters_only(plan):
         matching = _events_where(plan, period, params)
         extra = f" AND session_id IN (SELECT session_id FROM events WHERE {matching})"
-    inner = merged_sessions_sql(site, start, end).replace("{extra}", extra)
+    if period.end > plan.now:
+        timeout = dt.timedelta(minutes=plan.config.privacy.session_timeout_minutes)
+        since = params.add(period.start - timeout, "DateTime64(3, 'UTC')")
+        inner = live_sessions_sql(site, since, start, end).replace("{extra}", extra)
+    else:
+        inner = merged_sessions_sql(site, start, end).replace("{extra}", extra)
     event_dims = [
         (d, n) for d, n in zip(dims, names, strict=True) if d.kind in ("event", "prop", "goal")
     ]
@@ -517,20 +532,26 @@ def _visit_rows(
     """Visit aggregates: closed days from `visits_daily`, today and yesterday live."""
     key = _visits_key(plan, period, dims)
     live_aggs = {m: a[0] for m, a in aggs.items()}
+    timeout = dt.timedelta(minutes=plan.config.privacy.session_timeout_minutes)
     if key is None:
         plan.sources.add("sessions")
         return _session_rows(plan, period, live_aggs, dims)
-    p = plan.config.privacy
-    finalize(
-        plan.store,
-        plan.spec.site_id,
-        period.start.date(),
-        period.end.date(),
-        plan.now,
-        p.raw_retention_days,
-        QUERY_SETTINGS,
-    )
-    split = max(period.start, min(period.end, _midnight(cutoff(plan.now))))
+    try:
+        finalize(
+            plan.store,
+            plan.spec.site_id,
+            period.start.date(),
+            period.end.date(),
+            plan.now,
+            plan.config.privacy.raw_retention_days,
+            timeout,
+        )
+    except StoreError as exc:
+        # Folding failed (e.g. its cap under load): answer live now, fold on a later query.
+        log.warning("folding closed days into visits_daily failed: %s", type(exc).__name__)
+        plan.sources.add("sessions")
+        return _session_rows(plan, period, live_aggs, dims)
+    split = max(period.start, min(period.end, _midnight(cutoff(plan.now, timeout))))
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     if split > period.start:
         plan.sources.add("rollup")

@@ -43,6 +43,12 @@ VISIT_ROLLUP: dict[str, str] = {
 }
 
 _LOCK = threading.Lock()
+# Folding is a one-off write per closed day (a first backfill may cover a month), so it gets
+# a longer cap than a dashboard read.
+FINALIZE_SETTINGS: dict[str, object] = {
+    "max_execution_time": 120,
+    "max_memory_usage": 2_000_000_000,
+}
 
 
 def visits_key(name: str) -> str | None:
@@ -77,9 +83,36 @@ def merged_sessions_sql(site: str, start: str, end: str) -> str:
     )
 
 
-def cutoff(now: dt.datetime) -> dt.date:
-    """Days before this one are closed and may be finalized (today and yesterday are live)."""
-    return now.astimezone(dt.UTC).date() - dt.timedelta(days=1)
+def cutoff(now: dt.datetime, timeout: dt.timedelta = dt.timedelta(minutes=30)) -> dt.date:
+    """Days before this one are closed and may be finalized. Yesterday closes once its last
+    visits have timed out (plus an hour for the writer's spool to drain)."""
+    now = now.astimezone(dt.UTC)
+    today = now.date()
+    closes = dt.datetime(today.year, today.month, today.day, tzinfo=dt.UTC) + timeout
+    return today if now >= closes + dt.timedelta(hours=1) else today - dt.timedelta(days=1)
+
+
+def live_sessions_sql(site: str, since: str, start: str, end: str) -> str:
+    """Like `merged_sessions_sql`, folded from `events` read from `since` on (the period's
+    start minus the session timeout): a visit that began before the period has an event in
+    that margin, since its events are never further apart than the timeout, so its true
+    start is seen and it is left out. Only for periods that end in the future (no visit
+    continues past them). Reads two days of events instead of every stored visit."""
+    visit = ", ".join(f"argMin({c}, timestamp) AS s_{c}" for c in VISIT_COLUMNS)
+    return (
+        (
+            "SELECT session_id, any(visitor_id) AS s_visitor_id, min(timestamp) AS s_start, "
+            "max(timestamp) AS s_end, countIf(name = 'pageview') AS s_pageviews, "
+            "count() AS s_events, "
+            "countIf(interactive = 1 AND name != 'pageview' AND name != 'engagement') "
+            "AS s_interactive, argMinIf(pathname, timestamp, name = 'pageview') AS s_entry_page, "
+            f"argMaxIf(pathname, timestamp, name = 'pageview') AS s_exit_page, {visit}, "
+            "toUnixTimestamp64Milli(s_end) - toUnixTimestamp64Milli(s_start) AS s_duration_ms "
+            f"FROM events WHERE site_id = {site} AND timestamp >= {since}"
+        )
+        + "{extra} GROUP BY session_id "
+        + f"HAVING s_start >= {start} AND s_start < {end}"
+    )
 
 
 def _midnight(day: dt.date) -> dt.datetime:
@@ -93,10 +126,10 @@ def finalize(
     last: dt.date,
     now: dt.datetime,
     raw_retention_days: int,
-    settings: dict[str, object] | None = None,
+    timeout: dt.timedelta = dt.timedelta(minutes=30),
 ) -> list[dt.date]:
     """Fold the closed days in [first, last) not yet in `visits_daily`; returns those days."""
-    last = min(last, cutoff(now))
+    last = min(last, cutoff(now, timeout))
     # days whose sessions the TTL may already have dropped cannot be folded any more
     first = max(first, now.date() - dt.timedelta(days=raw_retention_days - 1))
     if first >= last:
@@ -108,7 +141,7 @@ def finalize(
                 "SELECT day FROM visits_daily_done FINAL WHERE site_id = {s:String} "
                 "AND day >= {a:Date} AND day < {b:Date}",
                 {"s": site, "a": first, "b": last},
-                settings,
+                FINALIZE_SETTINGS,
             ).column("day")
         }
         todo = [
@@ -137,12 +170,12 @@ def finalize(
                 "b": _midnight(todo[-1] + dt.timedelta(days=1)),
                 "days": todo,
             },
-            settings,
+            FINALIZE_SETTINGS,
         )
         store.command(
             "INSERT INTO visits_daily_done (site_id, day, finalized_at) "
             "SELECT {s:String}, arrayJoin({days:Array(Date)}), now64(3)",
             {"s": site, "days": todo},
-            settings,
+            FINALIZE_SETTINGS,
         )
         return todo
