@@ -513,13 +513,28 @@ def profile(count: int = 20_000) -> str:
 # -- the run --------------------------------------------------------------------------------
 
 
+def fsync_latency(directory: Path, count: int = 200) -> dict[str, float]:
+    """The disk's fsync latency for a 600-byte append: the floor of a durable 202."""
+    times = []
+    with open(directory / "fsync-probe", "ab", buffering=0) as handle:
+        for _ in range(count):
+            started = time.perf_counter()
+            handle.write(b"x" * 600)
+            os.fsync(handle.fileno())
+            times.append(time.perf_counter() - started)
+    times.sort()
+    return {"p50_ms": times[count // 2] * 1000, "p99_ms": times[int(count * 0.99)] * 1000}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="fp-bench-ingest-"))
     results: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg()[0],
         "seconds": args.seconds,
         "connections": args.connections,
+        "fsync": fsync_latency(base),
     }
     try:
         for workers in (1, 2):
@@ -529,7 +544,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 proc, port = start(root, workers)
                 try:
                     warm_up(port, workers)
-                    pids = worker_pids(proc.pid) if kind == "full" else children(proc.pid)
+                    if kind == "full":
+                        pids = worker_pids(proc.pid)
+                    else:  # uvicorn runs a single worker in its own process
+                        pids = children(proc.pid) if workers > 1 else [proc.pid]
                     rss_before = [rss_mb(p) for p in pids]
                     sat = generate(
                         "closed", port, connections=args.connections, seconds=args.seconds
@@ -572,8 +590,10 @@ def report(r: dict[str, Any]) -> str:
         return float(r[key]["saturation"]["per_second"])
 
     lines = [
-        f"Ingest benchmark, {r['date']}, {r['cpus']} CPUs, {r['seconds']} s per measurement, "
-        f"{r['connections']} connections",
+        f"Ingest benchmark, {r['date']}, {r['cpus']} CPUs "
+        f"(load average {r['load_average_at_start']:.1f} at start), "
+        f"{r['seconds']} s per measurement, {r['connections']} connections; "
+        f"disk fsync p50 {r['fsync']['p50_ms']:.2f} ms, p99 {r['fsync']['p99_ms']:.2f} ms",
         "",
         "| server | workers | events/s | p50 ms | p99 ms | worker RSS MB (before -> after) |",
         "|---|---|---|---|---|---|",

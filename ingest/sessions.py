@@ -19,6 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from ingest.event import Event
 from store.base import Store
 
@@ -48,66 +51,169 @@ VISIT_ATTRIBUTES = (
 class OpenSession:
     session_id: int
     visitor_id: int
-    last_seen: dt.datetime
+    last_ms: int  # milliseconds since the epoch, UTC
     attributes: tuple[str, ...]
+    first_row: int = -1  # while a batch is assigned: the row that started the session
 
 
-def new_session_id(site: str, visitor_id: int, start: dt.datetime) -> int:
-    digest = hashlib.blake2b(f"{site}|{visitor_id}|{start.isoformat()}".encode(), digest_size=8)
+def to_ms(moment: dt.datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def new_session_id(site: str, visitor_id: int, start_ms: int) -> int:
+    digest = hashlib.blake2b(f"{site}|{visitor_id}|{start_ms}".encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big") >> 1
 
 
 class Sessionizer:
     def __init__(self, timeout: dt.timedelta = dt.timedelta(minutes=30)) -> None:
         self.timeout = timeout
+        self._timeout_ms = int(timeout.total_seconds() * 1000)
         self._open: dict[tuple[str, int], OpenSession] = {}
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def assign(self, event: Event, prev_visitor_id: int = 0) -> None:
-        key = (event.site_id, event.visitor_id)
+    def _decide(self, site: str, vid: int, ts: int, prev: int) -> tuple[OpenSession, bool]:
+        """The session of an event at `ts` (ms), and whether the event starts it."""
+        key = (site, vid)
         session = self._open.get(key)
-        if session is None and prev_visitor_id:
-            carried = self._open.get((event.site_id, prev_visitor_id))
-            if carried is not None and event.timestamp - carried.last_seen <= self.timeout:
+        if session is None and prev:
+            carried = self._open.get((site, prev))
+            if carried is not None and ts - carried.last_ms <= self._timeout_ms:
                 session = carried
                 self._open[key] = carried
-        if session is None or event.timestamp - session.last_seen > self.timeout:
-            session = OpenSession(
-                session_id=new_session_id(event.site_id, event.visitor_id, event.timestamp),
-                visitor_id=event.visitor_id,
-                last_seen=event.timestamp,
-                attributes=tuple(getattr(event, a) for a in VISIT_ATTRIBUTES),
-            )
+        if session is None or ts - session.last_ms > self._timeout_ms:
+            session = OpenSession(new_session_id(site, vid, ts), vid, ts, ())
             self._open[key] = session
+            return session, True
+        if ts > session.last_ms:
+            session.last_ms = ts
+        return session, False
+
+    def assign(self, event: Event, prev_visitor_id: int = 0) -> None:
+        """Assign one event (events of a batch in time order); see `assign_table` for batches."""
+        session, started = self._decide(
+            event.site_id, event.visitor_id, to_ms(event.timestamp), prev_visitor_id
+        )
+        if started:
+            session.attributes = tuple(getattr(event, a) for a in VISIT_ATTRIBUTES)
         else:
-            session.last_seen = max(session.last_seen, event.timestamp)
             for name, value in zip(VISIT_ATTRIBUTES, session.attributes, strict=True):
                 setattr(event, name, value)
         event.session_id = session.session_id
         event.visitor_id = session.visitor_id
 
-    def _live(self, key: tuple[str, int], at: dt.datetime) -> bool:
+    def assign_table(
+        self, table: pa.Table, prev_ids: Sequence[int], store: Store | None = None
+    ) -> pa.Table:
+        """Assign sessions to a batch of `events` rows; returns it sorted by time.
+
+        The same decisions as `assign`, without a Python object per event: the visit
+        attributes of continued sessions are gathered with one `take`. With `store`, the
+        sessions this cache lacks are looked up first (`prefetch_keys`).
+        """
+        order = pc.sort_indices(table, sort_keys=[("timestamp", "ascending")])
+        table = table.take(order)
+        prevs = [prev_ids[i] for i in order.to_pylist()]
+        sites = table.column("site_id").to_pylist()
+        vids = table.column("visitor_id").to_pylist()
+        stamps = table.column("timestamp").cast(pa.int64()).to_pylist()
+        if store is not None:
+            self.prefetch_keys(store, sites, vids, stamps, prevs)
+        count = len(vids)
+        session_ids = [0] * count
+        source = list(range(count))  # the row (or extra row) whose attributes a row takes
+        extra: list[tuple[str, ...]] = []
+        extra_row: dict[int, int] = {}
+        started: list[OpenSession] = []
+        moved = False
+        for i in range(count):
+            session, new = self._decide(sites[i], vids[i], stamps[i], prevs[i])
+            if new:
+                session.first_row = i
+                started.append(session)
+            elif session.first_row >= 0:
+                source[i] = session.first_row
+                moved = True
+            else:
+                row = extra_row.get(id(session))
+                if row is None:
+                    row = extra_row[id(session)] = count + len(extra)
+                    extra.append(session.attributes)
+                source[i] = row
+                moved = True
+            session_ids[i] = session.session_id
+            vids[i] = session.visitor_id
+        attrs = table.select(list(VISIT_ATTRIBUTES))
+        if started:
+            rows = attrs.take(pa.array([s.first_row for s in started])).to_pydict()
+            columns = [rows[a] for a in VISIT_ATTRIBUTES]
+            for n, session in enumerate(started):
+                session.attributes = tuple(str(col[n]) for col in columns)
+                session.first_row = -1
+        if moved:
+            if extra:
+                more = pa.table(
+                    {
+                        a: pa.array(
+                            [values[j] for values in extra], type=attrs.schema.field(a).type
+                        )
+                        for j, a in enumerate(VISIT_ATTRIBUTES)
+                    }
+                )
+                attrs = pa.concat_tables([attrs, more])
+            gathered = attrs.take(pa.array(source))
+            for name in VISIT_ATTRIBUTES:
+                table = table.set_column(
+                    table.schema.get_field_index(name), name, gathered.column(name)
+                )
+        table = table.set_column(
+            table.schema.get_field_index("session_id"),
+            "session_id",
+            pa.array(session_ids, pa.uint64()),
+        )
+        return table.set_column(
+            table.schema.get_field_index("visitor_id"), "visitor_id", pa.array(vids, pa.uint64())
+        )
+
+    def _live(self, key: tuple[str, int], at_ms: int) -> bool:
         session = self._open.get(key)
-        return session is not None and at - session.last_seen <= self.timeout
+        return session is not None and at_ms - session.last_ms <= self._timeout_ms
 
     def prefetch(self, store: Store, events: Sequence[Event], prev_ids: Sequence[int]) -> int:
+        """`prefetch_keys` for Event objects."""
+        return self.prefetch_keys(
+            store,
+            [e.site_id for e in events],
+            [e.visitor_id for e in events],
+            [to_ms(e.timestamp) for e in events],
+            prev_ids,
+        )
+
+    def prefetch_keys(
+        self,
+        store: Store,
+        sites: Sequence[str],
+        vids: Sequence[int],
+        stamps: Sequence[int],
+        prev_ids: Sequence[int],
+    ) -> int:
         """Load from the store the sessions of visitors this cache has no live session for.
 
-        Returns how many sessions were loaded. Call before `assign` for a batch.
+        Returns how many sessions were loaded. Call before assigning a batch.
         """
         wanted: set[int] = set()
-        earliest: dt.datetime | None = None
-        for event, prev in zip(events, prev_ids, strict=True):
-            for vid in (event.visitor_id, prev):
-                if vid and not self._live((event.site_id, vid), event.timestamp):
-                    wanted.add(vid)
-                    if earliest is None or event.timestamp < earliest:
-                        earliest = event.timestamp
+        earliest: int | None = None
+        for site, vid, ts, prev in zip(sites, vids, stamps, prev_ids, strict=True):
+            for candidate in (vid, prev):
+                if candidate and not self._live((site, candidate), ts):
+                    wanted.add(candidate)
+                    if earliest is None or ts < earliest:
+                        earliest = ts
         if not wanted or earliest is None:
             return 0
-        since = earliest - self.timeout
+        since = dt.datetime.fromtimestamp((earliest - self._timeout_ms) / 1000, dt.UTC)
         ids = sorted(wanted)
         rows: list[dict[str, Any]] = []
         for start in range(0, len(ids), LOOKUP_CHUNK):
@@ -118,8 +224,8 @@ class Sessionizer:
 
     def expire(self, now: dt.datetime) -> None:
         """Forget sessions idle past the timeout, so memory stays bounded."""
-        cutoff = now - self.timeout
-        self._open = {k: s for k, s in self._open.items() if s.last_seen >= cutoff}
+        cutoff = to_ms(now) - self._timeout_ms
+        self._open = {k: s for k, s in self._open.items() if s.last_ms >= cutoff}
 
     def restore(self, rows: list[dict[str, Any]]) -> int:
         """Merge sessions from the store (rows of LOOKUP_SESSIONS_SQL or RECENT_SESSIONS_SQL).
@@ -128,16 +234,17 @@ class Sessionizer:
         """
         loaded = 0
         for row in rows:
-            last = row["last_seen"]
-            assert isinstance(last, dt.datetime)
-            if last.tzinfo is None:
-                last = last.replace(tzinfo=dt.UTC)
+            seen = row["last_seen"]
+            assert isinstance(seen, dt.datetime)
+            if seen.tzinfo is None:
+                seen = seen.replace(tzinfo=dt.UTC)
+            last = to_ms(seen)
             attrs = tuple(str(row[a]) for a in VISIT_ATTRIBUTES)
             vid = row["vid"] if "vid" in row else row["visitor_id"]
             session = OpenSession(int(str(row["session_id"])), int(str(vid)), last, attrs)
             key = (str(row["site_id"]), session.visitor_id)
             known = self._open.get(key)
-            if known is None or known.last_seen < last:
+            if known is None or known.last_ms < last:
                 self._open[key] = session
                 loaded += 1
         return loaded

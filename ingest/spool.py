@@ -51,18 +51,23 @@ class SpoolFull(Exception):
 
 def encode(event: Event, prev_visitor_id: int = 0) -> bytes:
     # Not `asdict`: it deep-copies every field, and this runs once per beacon.
-    row = {name: getattr(event, name) for name in COLUMNS}
+    row: dict[str, Any] = {name: getattr(event, name) for name in COLUMNS}
     row["timestamp"] = int(event.timestamp.timestamp() * 1000)
-    if prev_visitor_id:
-        row["_prev"] = prev_visitor_id
+    # Props as two lists, a shape a columnar JSON reader can turn into a map (see the writer).
+    props = row.pop("props")
+    row["props_kv"] = {"k": list(props), "v": list(props.values())}
+    row["_prev"] = prev_visitor_id
     payload = json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 def decode(payload: bytes) -> tuple[Event, int]:
     row: dict[str, Any] = json.loads(payload)
-    prev = int(row.pop("_prev", 0))
+    prev = int(row.pop("_prev", 0) or 0)
     row["timestamp"] = dt.datetime.fromtimestamp(row["timestamp"] / 1000, dt.UTC)
+    kv = row.pop("props_kv", None)
+    if kv is not None:
+        row["props"] = dict(zip(kv["k"], kv["v"], strict=True))
     return Event(**row), prev
 
 

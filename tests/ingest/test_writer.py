@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.event import Event
+from ingest.event import COLUMNS, Event, to_arrow
+from ingest.sessions import Sessionizer
 from ingest.spool import HEADER, QUARANTINE, SEALED, SpoolWriter, encode, sealed_segments
 from ingest.writer import (
     FAULT_FILE,
@@ -17,6 +18,7 @@ from ingest.writer import (
     Writer,
     batch_token,
     check_dedup_settings,
+    decode_batch,
 )
 from store.base import Store, StoreUnavailable
 
@@ -197,3 +199,39 @@ def test_dedup_settings_are_checked_on_events_and_view_targets(store: Store) -> 
         check_dedup_settings(store)
     store.command("DROP VIEW rollup_test_mv")
     store.command("DROP TABLE rollup_test")
+
+
+def test_the_columnar_decoder_reads_what_the_spool_wrote() -> None:
+    events = [
+        Event(
+            site_id="example.com",
+            timestamp=T0 + dt.timedelta(milliseconds=i * 1500),
+            name="Signup" if i % 2 else "pageview",
+            visitor_id=(1 << 64) - 1 - i,  # the whole UInt64 range survives
+            pathname=f"/caf\u00e9/{i}",
+            referrer='https://example.org/"quoted"\n',
+            props={"plan": "pro", "\u00e9t\u00e9": "oui"} if i % 2 else {},
+            scroll_depth=i,
+        )
+        for i in range(5)
+    ]
+    records = [
+        encode(e, prev_visitor_id=7 if i == 3 else 0)[HEADER.size :] for i, e in enumerate(events)
+    ]
+    table, prevs = decode_batch(records)
+    assert prevs == [0, 0, 0, 7, 0]
+    expected = to_arrow(events)
+    assert table.equals(expected), (table.to_pylist()[1], expected.to_pylist()[1])
+
+
+def test_table_and_event_sessionizing_agree() -> None:
+    rows = [event(i * 60, visitor=1 + i % 3) for i in range(12)]
+    for i, e in enumerate(rows):
+        e.referrer_source = f"source-{i}"
+    by_events = [Event(**{k: getattr(e, k) for k in COLUMNS}) for e in rows]
+    sessionizer = Sessionizer()
+    for e in sorted(by_events, key=lambda e: e.timestamp):
+        sessionizer.assign(e)
+    table = Sessionizer().assign_table(to_arrow(rows), [0] * len(rows))
+    assert table.to_pylist() == to_arrow(sorted(by_events, key=lambda e: e.timestamp)).to_pylist()
+    assert len(set(table.column("session_id").to_pylist())) == 3
