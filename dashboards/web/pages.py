@@ -7,9 +7,11 @@ needs a dashboard session, an API key or a share link; every state change needs 
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
+import logging
 import secrets
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -24,11 +26,14 @@ from dashboards.auth import CSRF_FIELD, LOGIN_COOKIE, Auth, Principal, get_auth
 from dashboards.shares import ShareLink, create_share, list_shares, revoke_share, share_for_token
 from dashboards.users import check_password
 from dashboards.web import stats
-from dashboards.web.views import FILTERS, GOALS, parse_state, site_view, sparkline
+from dashboards.web.views import FILTERS, GOALS, State, parse_state, site_view, sparkline
 from firstparty.config import Config
 from store.aio import AsyncStore
+from store.base import StoreError
 
+log = logging.getLogger("firstparty.dashboard")
 ASSET_VERSION = "1"
+BUSY = "The numbers could not be computed in time; try a shorter range or fewer filters."
 CSV_METRICS = ["visitors", "visits", "pageviews"]
 GOAL_CSV_METRICS = ["visitors", "events", "conversion_rate"]
 
@@ -75,7 +80,14 @@ def _error(request: Request, status: int, message: str, as_json: bool) -> Respon
 
 def _local_next(value: str | None) -> str:
     """Only a path on this site (no `//host`, no scheme) may be a post-login destination."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    if (
+        value
+        and value.startswith("/")
+        and not value.startswith("//")
+        and "\\" not in value
+        and value.isprintable()  # browsers drop tabs and newlines: "/\t/evil" is "//evil"
+        and " " not in value
+    ):
         return value
     return "/"
 
@@ -177,12 +189,10 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
                 return _error(request, 401, "log in, or send an API key", True)
             return login_redirect(request)
         today = _today()
+        lines = await asyncio.gather(*(sparkline(store, config, d, today) for d in who.sites))
         sites = [
-            {
-                **(await sparkline(store, config, domain, today)),
-                "name": _site_name(config, domain),
-            }
-            for domain in who.sites
+            {**line, "name": _site_name(config, domain)}
+            for domain, line in zip(who.sites, lines, strict=True)
         ]
         if as_json:
             return JSONResponse({"sites": sites})
@@ -193,7 +203,11 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
         request: Request, site: str, who: Principal, as_json: bool, base: str
     ) -> Response:
         state = parse_state(dict(request.query_params), _today())
-        view = await site_view(store, config, site, state)
+        try:
+            view = await site_view(store, config, site, state)
+        except StoreError:
+            log.warning("dashboard queries for %s failed or hit their limits", site)
+            return _error(request, 503, BUSY, as_json)
         if as_json:
             return JSONResponse(view)
         return _html(
@@ -217,16 +231,10 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
             return _error(request, 404, f"There is no site {domain!r} you can read.", as_json)
         return await _site_page(request, domain, who, as_json, f"/sites/{quote(domain)}")
 
-    async def _csv(request: Request, site: str) -> Response:
-        dimension = request.query_params.get("dimension", "")
-        known = {d for d, _ in FILTERS.values()}
-        if dimension not in known:
-            return _error(
-                request, 400, "`dimension`: choose one of " + ", ".join(sorted(known)), True
-            )
-        state = parse_state(dict(request.query_params), _today())
-        metrics = GOAL_CSV_METRICS if dimension == GOALS.dimension else CSV_METRICS
-        response = await stats.run(
+    async def _csv_query(
+        site: str, state: State, dimension: str, metrics: list[str]
+    ) -> dict[str, Any]:
+        return await stats.run(
             store,
             config,
             {
@@ -238,6 +246,20 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
                 "pagination": {"limit": 10000, "offset": 0},
             },
         )
+
+    async def _csv(request: Request, site: str) -> Response:
+        dimension = request.query_params.get("dimension", "")
+        known = {d for d, _ in FILTERS.values()}
+        if dimension not in known:
+            return _error(
+                request, 400, "`dimension`: choose one of " + ", ".join(sorted(known)), True
+            )
+        state = parse_state(dict(request.query_params), _today())
+        metrics = GOAL_CSV_METRICS if dimension == GOALS.dimension else CSV_METRICS
+        try:
+            response = await _csv_query(site, state, dimension, metrics)
+        except StoreError:
+            return _error(request, 503, BUSY, True)
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow([dimension.split(":", 1)[1], *metrics])

@@ -249,3 +249,27 @@ def test_secret_is_created_once_with_mode_0600(tmp_path: Path) -> None:
     assert first == load_secret(tmp_path / "d") and len(first) == 32
     mode = stat.S_IMODE((tmp_path / "d" / SECRET_FILE).stat().st_mode)
     assert mode == 0o600
+
+
+def test_login_only_redirects_to_this_site(dashboard: Dashboard) -> None:
+    c = dashboard.client
+    for target, expected in (
+        ("/sites/example.com?period=7d", "/sites/example.com?period=7d"),
+        ("//evil.example/", "/"),
+        ("https://evil.example/", "/"),
+        ("/\t/evil.example/", "/"),
+        ("/\\evil.example", "/"),
+    ):
+        page = c.get("/login", params={"next": target})
+        response = c.post(
+            "/login",
+            data={
+                "email": "viewer@example.com",
+                "password": PASSWORD,
+                "csrf_token": _csrf(page.text),
+                "next": target,
+            },
+            follow_redirects=False,
+        )
+        assert response.headers["location"] == expected, target
+        c.cookies.clear()
