@@ -117,7 +117,7 @@ def test_deeply_nested_json_over_http_is_400(live: Server) -> None:
 
 def test_plausibles_own_tracker_payloads_are_stored(live: Server) -> None:
     """Byte for byte what Plausible's script sends (text/plain JSON), old and new versions."""
-    path = f"/plausible-{uuid.uuid4().hex[:8]}"
+    path = f"/plausible-u{uuid.uuid4().hex[:8]}"  # letter first: 8 digits = an ID
     url = f"https://example.com{path}?utm_source=newsletter"
     legacy_pageview = {  # plausible.js before v2: XHR, props as a JSON string, screen width
         "n": "pageview",
@@ -175,7 +175,7 @@ def test_plausibles_own_tracker_payloads_are_stored(live: Server) -> None:
 
 
 def visitors_for(server: Server, forwarded: list[str], source: str) -> list[int]:
-    path = f"/xff-{uuid.uuid4().hex[:8]}"
+    path = f"/xff-u{uuid.uuid4().hex[:8]}"  # letter first: 8 digits = an ID
     transport = httpx.HTTPTransport(local_address=source)
     with httpx.Client(transport=transport) as client:
         for hop in forwarded:
