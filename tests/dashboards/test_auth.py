@@ -273,3 +273,35 @@ def test_login_only_redirects_to_this_site(dashboard: Dashboard) -> None:
         )
         assert response.headers["location"] == expected, target
         c.cookies.clear()
+
+
+def test_sessions_expire_after_their_lifetime(dashboard: Dashboard, tmp_path: Path) -> None:
+    import asyncio
+
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from dashboards.auth import SESSION_LIFETIME, Auth
+    from dashboards.users import get_user
+
+    now = [dt.datetime.now(dt.UTC)]
+    auth = Auth(dashboard.config, AsyncStore(dashboard.store), b"k" * 32, clock=lambda: now[0])
+    user = get_user(dashboard.store, "viewer@example.com")
+    assert user is not None
+
+    def request(cookie: str = "") -> Request:
+        headers = [(b"cookie", cookie.encode())] if cookie else []
+        return Request({"type": "http", "method": "GET", "headers": headers, "path": "/"})
+
+    async def scenario() -> list[bool]:
+        response = Response()
+        await auth.start_session(response, request(), user)
+        cookie = response.headers["set-cookie"].split(";", 1)[0]
+        seen = [await auth.session_principal(request(cookie)) is not None]
+        now[0] += SESSION_LIFETIME - dt.timedelta(minutes=1)
+        seen.append(await auth.session_principal(request(cookie)) is not None)
+        now[0] += dt.timedelta(minutes=2)
+        seen.append(await auth.session_principal(request(cookie)) is not None)
+        return seen
+
+    assert asyncio.run(scenario()) == [True, True, False]
