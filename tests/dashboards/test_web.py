@@ -40,6 +40,10 @@ def test_site_page_shows_the_query_layers_numbers(dashboard: Dashboard) -> None:
         "Organic Search",
         3,
     )
+    entry = c.get("/sites/example.com.json?period=day&tab_pages=entry").json()
+    pages = next(p for p in entry["panels"] if p["key"] == "pages")
+    assert pages["dimension"] == "visit:entry_page"
+    assert {r["label"]: r["metrics"]["visitors"] for r in pages["rows"]} == {"/": 4, "/blog": 1}
     assert view["goals"]["rows"][0]["label"] == "Signup"
     assert view["goals"]["rows"][0]["metrics"]["conversion_rate"] == 20  # 1 of 5 visitors
     html = c.get("/sites/example.com?period=day").text

@@ -84,6 +84,18 @@
     }, 30000);
   }
 
+  // Country codes read as names ("Belgium (BE)") where the browser knows them.
+  if (window.Intl && Intl.DisplayNames) {
+    var regions = new Intl.DisplayNames([navigator.language || "en"], { type: "region" });
+    document.querySelectorAll("[data-country]").forEach(function (el) {
+      var code = el.getAttribute("data-country");
+      try {
+        var name = /^[A-Z]{2}$/.test(code) ? regions.of(code) : null;
+        if (name && name !== code) el.textContent = name + " (" + code + ")";
+      } catch (e) { /* an unknown code stays as it is */ }
+    });
+  }
+
   // Copy-once links: select the text on focus so it is easy to copy.
   document.querySelectorAll("input.copy").forEach(function (input) {
     input.addEventListener("focus", function () { input.select(); });
