@@ -225,31 +225,39 @@ def _query(site: str, period: Period, state: State, **extra: Any) -> dict[str, A
     return query
 
 
-async def _top_stats(
-    store: AsyncStore, config: Config, site: str, state: State
-) -> list[dict[str, Any]]:
+async def _top_stats(store: AsyncStore, config: Config, site: str, state: State) -> dict[str, Any]:
     names = [name for name, _ in TOP_STATS]
     now_q = stats.run(store, config, _query(site, state.period, state, metrics=names))
     prev_q = stats.run(store, config, _query(site, state.period.previous(), state, metrics=names))
     now, before = await asyncio.gather(now_q, prev_q)
     current = dict(zip(names, map(_clean, now["results"][0]["metrics"]), strict=True))
     previous = dict(zip(names, map(_clean, before["results"][0]["metrics"]), strict=True))
-    return [
-        {
-            "metric": name,
-            "label": label,
-            "value": current[name],
-            "display": fmt(name, current[name]),
-            "previous": previous[name],
-            "previous_display": fmt(name, previous[name]),
-            # Rates and averages over no earlier visits compare with nothing.
-            "change": change(name, current[name], previous[name])
-            if name in CHART_METRICS or previous.get("visits")
-            else None,
-            "chartable": name in CHART_METRICS,
-        }
-        for name, label in TOP_STATS
-    ]
+    meta = now.get("meta", {})
+    notes = []
+    if meta.get("visitors_note"):
+        # Said plainly on the page: with daily salts a multi-day total is a sum of days.
+        notes.append("Unique " + str(meta["visitors_note"]))
+    if meta.get("warning"):
+        notes.append(str(meta["warning"]))
+    return {
+        "notes": notes,
+        "stats": [
+            {
+                "metric": name,
+                "label": label,
+                "value": current[name],
+                "display": fmt(name, current[name]),
+                "previous": previous[name],
+                "previous_display": fmt(name, previous[name]),
+                # Rates and averages over no earlier visits compare with nothing.
+                "change": change(name, current[name], previous[name])
+                if name in CHART_METRICS or previous.get("visits")
+                else None,
+                "chartable": name in CHART_METRICS,
+            }
+            for name, label in TOP_STATS
+        ],
+    }
 
 
 def _series(response: dict[str, Any], points: list[dt.datetime], n: int) -> list[list[float]]:
@@ -337,6 +345,7 @@ async def _breakdown(
             }
         )
     return {
+        "suppression": response.get("meta", {}).get("suppression", ""),
         "dimension": tab.dimension,
         "column": tab.column,
         "metrics": metrics,
@@ -434,7 +443,8 @@ async def site_view(store: AsyncStore, config: Config, site: str, state: State) 
             for name, value in state.filters
         ],
         "clear_filters": urlencode({k: v for k, v in state.params().items() if k not in FILTERS}),
-        "top_stats": top_stats,
+        "top_stats": top_stats["stats"],
+        "notes": top_stats["notes"],
         "chart": chart,
         "realtime": current,
         "panels": panel_views,

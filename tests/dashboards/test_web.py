@@ -202,3 +202,41 @@ def test_share_link_expires(dashboard: Dashboard) -> None:
     assert dashboard.client.get(f"/share/{past}.json").status_code == 404
     assert dashboard.client.get(f"/share/{past}").status_code == 404
     assert dashboard.client.get("/share/not-a-token").status_code == 404
+
+
+def test_small_groups_are_folded_and_not_clickable(dashboard: Dashboard) -> None:
+    from dataclasses import replace
+
+    import httpx
+    from starlette.applications import Starlette
+
+    from dashboards.web.pages import web_routes
+    from store.aio import AsyncStore
+    from tests.dashboards.web_fixtures import serving
+
+    traffic(dashboard.store, TODAY)
+    config = dashboard.config
+    k2 = replace(config, privacy=replace(config.privacy, min_visitors=2))
+    app = Starlette(routes=web_routes(k2, AsyncStore(dashboard.store)))
+    with serving(app) as url, httpx.Client(base_url=url) as c:
+        page = c.get("/login")
+        c.post(
+            "/login",
+            data={
+                "email": "viewer@example.com",
+                "password": "correct horse battery",
+                "csrf_token": page.text.split('name="csrf_token" value="', 1)[1].split('"')[0],
+            },
+        )
+        view = c.get("/sites/example.com.json?period=day&tab_sources=sources").json()
+        sources = next(p for p in view["panels"] if p["key"] == "sources")
+        labels = {r["label"]: r for r in sources["rows"]}
+        assert labels["Google"]["metrics"]["visitors"] == 3
+        assert "Newsletter" not in labels  # 1 visitor: below k = 2
+        if "(other)" in labels:
+            assert labels["(other)"]["filter"] is None
+        assert sources["suppression"]
+        assert "Privacy: " in c.get("/sites/example.com?period=day&tab_sources=sources").text
+        # Multi-day totals say how daily visitor hashes count people.
+        week = c.get("/sites/example.com.json?period=7d").json()
+        assert any("once per day" in note for note in week["notes"])
