@@ -138,7 +138,7 @@ def test_visitor_data_is_sharded_so_one_sites_visitor_stays_on_one_shard(
         assert tables[name].engine_args[3] == "cityHash64(site_id, visitor_id)", name
     # Small shared tables are whole on every node, so a salt read or destroyed is the same
     # everywhere: one Keeper path for the cluster, not one per shard.
-    for name in ("salts", "schema_version", "api_keys"):
+    for name in ("salts", "device_keys", "schema_version", "api_keys"):
         assert tables[name].engine.startswith("Replicated"), name
         assert tables[name].engine_args[0].startswith("'/clickhouse/tables/all/"), name
 
