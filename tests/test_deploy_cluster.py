@@ -240,7 +240,8 @@ CHDB_NODE = textwrap.dedent(
     """
     import json, os, sys
     import chdb
-    config, ddl = sys.argv[1], json.loads(sys.stdin.read())
+    config, given = sys.argv[1], json.loads(sys.stdin.read())
+    ddl, profile = given["ddl"], given["profile"]
     connection = chdb.connect(":memory:?config-file=" + config)
     cursor = connection.cursor()
     def rows(sql):
@@ -263,7 +264,9 @@ CHDB_NODE = textwrap.dedent(
 
     from ingest.writer import check_dedup_settings
     checked = check_dedup_settings(Node())
+    known = {r[0] for r in rows("SELECT name FROM system.settings")}
     print(json.dumps({
+        "unknown_settings": sorted(set(profile) - known),
         "dedup_checked": checked,
         "clusters": rows("SELECT cluster, shard_num, replica_num, host_name FROM system.clusters"),
         "macros": dict(rows("SELECT macro, substitution FROM system.macros")),
@@ -302,9 +305,11 @@ def test_a_node_configured_from_deploy_runs_the_generated_ddl(
 
     name = cluster_name(spec)
     ddl = [s.replace(f" ON CLUSTER {name}", "") for s in generated_ddl(spec)]
+    users = ET.parse(DEPLOY / "clickhouse" / "users.xml").getroot()
+    profile = [setting.tag for setting in users.findall("profiles/default/*")]
     result = subprocess.run(
         [sys.executable, "-c", CHDB_NODE, str(config)],
-        input=json.dumps(ddl),
+        input=json.dumps({"ddl": ddl, "profile": profile}),
         capture_output=True,
         text=True,
         timeout=180,
@@ -328,6 +333,8 @@ def test_a_node_configured_from_deploy_runs_the_generated_ddl(
     assert {replica for _, _, replica in seen["replicas"]} == {"clickhouse-s2-r1"}
     for table, engine_full in seen["distributed"]:
         assert engine_full.startswith(f"Distributed('{name}', 'firstparty', '{table}_local'")
+    # Every setting of the collectors' profile is one the engine knows (a typo stops a server).
+    assert seen["unknown_settings"] == [] and len(profile) >= 5
     # A collector starting against this node accepts its dedup guarantees (Replicated).
     assert {"events", "sessions_local"} <= set(seen["dedup_checked"])
     # Every statement made an object: nothing of the single-node schema went missing.
