@@ -278,7 +278,9 @@ def _series(response: dict[str, Any], points: list[dt.datetime], n: int) -> list
 async def _chart(store: AsyncStore, config: Config, site: str, state: State) -> dict[str, Any]:
     dim = f"time:{state.period.interval}"
     metrics = list(CHART_METRICS)
-    points = buckets(state.period)
+    # The future has no visitors yet: the chart stops at the current bucket.
+    now = dt.datetime.now(dt.UTC)
+    points = [p for p in buckets(state.period) if p <= now] or buckets(state.period)[:1]
     current = stats.run(
         store, config, _query(site, state.period, state, metrics=metrics, dimensions=[dim])
     )

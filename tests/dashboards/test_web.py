@@ -74,6 +74,7 @@ def test_clicking_a_row_filters_and_chips_remove_filters(dashboard: Dashboard) -
 
 
 def test_periods_and_comparison(dashboard: Dashboard) -> None:
+    hour = dt.datetime.now(dt.UTC).hour
     traffic(dashboard.store, TODAY)
     traffic(dashboard.store, TODAY - dt.timedelta(days=1))
     dashboard.login("viewer@example.com")
@@ -83,7 +84,10 @@ def test_periods_and_comparison(dashboard: Dashboard) -> None:
     assert view["period"]["previous"] == {"from": yesterday, "to": yesterday}
     visitors = next(s for s in view["top_stats"] if s["metric"] == "visitors")
     assert visitors["previous"] == 5 and visitors["change"]["text"] == "0%"
-    assert view["chart"]["interval"] == "hour" and len(view["chart"]["labels"]) == 24
+    # Hourly, up to the current hour (the future has no visitors yet).
+    hours = len(view["chart"]["labels"])
+    assert view["chart"]["interval"] == "hour"
+    assert hours in (hour + 1, hour + 2)  # the hour may turn during the test
     custom = c.get(
         "/sites/example.com.json",
         params={"period": "custom", "from": yesterday, "to": TODAY.isoformat(), "interval": "day"},
