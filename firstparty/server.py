@@ -384,7 +384,7 @@ def serve(config: Config) -> int:
             dt.timedelta(minutes=config.privacy.session_timeout_minutes),
             collector_id=collector_id(config.data_dir),
             fault_file=config.data_dir / FAULT_FILE,
-            max_wait=_seconds_from_env("FIRSTPARTY_WRITER_MAX_WAIT", 0.8),
+            max_wait=_seconds_from_env("FIRSTPARTY_WRITER_MAX_WAIT", 0.5),
         )
         report_writer(config, writer)
         writer.start()

@@ -1,24 +1,31 @@
 """Hits in, durable anonymised events out: runs the pipeline and appends to the spool.
 
-`submit` returns only after the fsync that covers the accepted events (group commit: the
-concurrent requests of a worker share it), so a 202 is a promise. When the spool is at its
-quota it raises `SpoolFull`, and when a step failed (not a judgement on the event, e.g. the store
-did not answer) `IngestUnavailable`: nothing of the request is kept and the app answers 503.
+Group commit: the requests that arrive while a flush is in flight wait together; the next flush
+runs the pipeline for all of their hits, appends the events with one write and one fsync, and
+then answers every one of them. So at low load a request costs one fsync, and at high load one
+fsync covers many requests; the event loop only parses HTTP, and a request is answered only after
+the fsync that covers its events: a 202 is a promise.
+
+When the spool is at its quota a request gets `SpoolFull`, and when a step failed (not a
+judgement on the event, e.g. the store did not answer) `IngestUnavailable`: nothing of that
+request is kept, and the app answers 503 so the client retries.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 from collections.abc import Sequence
-
-from starlette.concurrency import run_in_threadpool
 
 from ingest.hit import Hit
 from ingest.pipeline import Dropped, Pipeline
-from ingest.spool import GroupCommitter, SpoolWriter, encode
+from ingest.spool import SpoolFull, SpoolWriter, encode
 
 # A step raised (e.g. the store holding the salts did not answer): the event was not judged, so
 # it is neither acknowledged nor counted as stored. The client is asked to retry instead.
 UNJUDGED = "internal_error"
+
+Reasons = list[str | None]
 
 
 class IngestUnavailable(Exception):
@@ -31,11 +38,14 @@ class Ingestor:
     def __init__(self, pipeline: Pipeline, spool: SpoolWriter) -> None:
         self.pipeline = pipeline
         self.spool = spool
-        self.committer = GroupCommitter(spool)
+        self._pending: list[tuple[Sequence[Hit], asyncio.Future[Reasons]]] = []
+        self._task: asyncio.Task[None] | None = None
+        # One thread: the pipeline and the spool file are used by one thread at a time.
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest")
 
-    def _process(self, hits: Sequence[Hit]) -> tuple[list[bytes], list[str | None]]:
+    def _process(self, hits: Sequence[Hit]) -> tuple[list[bytes], Reasons]:
         records: list[bytes] = []
-        reasons: list[str | None] = []
+        reasons: Reasons = []
         for hit in hits:
             result = self.pipeline.process(hit)
             if isinstance(result, Dropped):
@@ -45,27 +55,73 @@ class Ingestor:
                 reasons.append(None)
         return records, reasons
 
-    def submit_sync(self, hits: Sequence[Hit]) -> list[str | None]:
+    def submit_sync(self, hits: Sequence[Hit]) -> Reasons:
         """Process hits; returns a drop reason (or None when stored) for each hit."""
-        records, reasons = self._process(hits)
-        if UNJUDGED in reasons:
-            raise IngestUnavailable
-        if records:
-            self.spool.append(records)
-        return reasons
+        (result,) = self._commit([hits])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-    async def submit(self, hits: Sequence[Hit]) -> list[str | None]:
-        # Steps may block (the salt keeper reads the store once a day): off the event loop.
-        records, reasons = await run_in_threadpool(self._process, hits)
-        if UNJUDGED in reasons:
-            # Nothing of the request is kept, so the client's retry cannot double anything.
-            raise IngestUnavailable
+    def _commit(self, batch: list[Sequence[Hit]]) -> list[Reasons | Exception]:
+        """Run the pipeline for several requests, then one write + fsync for all their events."""
+        results: list[Reasons | Exception] = []
+        records: list[bytes] = []
+        owners: list[int] = []  # the requests whose events are in `records`
+        for index, hits in enumerate(batch):
+            got, reasons = self._process(hits)
+            if UNJUDGED in reasons:
+                # Nothing of the request is kept, so the client's retry cannot double anything.
+                results.append(IngestUnavailable())
+                continue
+            results.append(reasons)
+            if got:
+                records.extend(got)
+                owners.append(index)
         if records:
-            await self.committer.append(records)
-        return reasons
+            try:
+                self.spool.append(records)
+            except SpoolFull as exc:
+                for index in owners:
+                    results[index] = exc
+        return results
+
+    async def submit(self, hits: Sequence[Hit]) -> Reasons:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Reasons] = loop.create_future()
+        self._pending.append((hits, waiter))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._flush())
+        # Shielded: a client that disconnects does not cancel the commit of others' events.
+        return await asyncio.shield(waiter)
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                results = await loop.run_in_executor(
+                    self._executor, self._commit, [hits for hits, _ in batch]
+                )
+            except Exception as exc:  # noqa: BLE001 - every waiter learns; none is acknowledged
+                for _, waiter in batch:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                continue
+            for (_, waiter), result in zip(batch, results, strict=True):
+                if waiter.done():
+                    continue
+                if isinstance(result, Exception):
+                    waiter.set_exception(result)
+                else:
+                    waiter.set_result(result)
 
     async def tick(self) -> None:
-        await self.committer.tick()
+        """Seal the open segment by age and rescan the spool's size (every ~0.1 s)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.spool.tick)
 
     async def close(self) -> None:
-        await self.committer.close()
+        """Commit what is pending, then seal the open segment."""
+        if self._task is not None:
+            await self._task
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.spool.close)
+        self._executor.shutdown(wait=True)

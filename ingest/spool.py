@@ -2,9 +2,9 @@
 
 Each worker appends to its own segment file (`<time_ns>-<worker>-<seq>.open`), which it holds
 under an exclusive `flock` while it writes; every record is `length (4) | crc32 (4) | JSON`, and
-a request is acknowledged only after the fsync that covers its record (`GroupCommitter` lets the
-concurrent requests of a worker share one fsync). Segments are sealed (renamed to `.seg`) on size
-or age. A segment left `.open` by a dead worker (its lock is free) is sealed by the writer.
+a request is acknowledged only after the fsync that covers its record (`ingest.ingestor` lets
+the concurrent requests of a worker share one fsync). Segments are sealed (renamed to `.seg`)
+on size or age. A segment left `.open` by a dead worker (its lock is free) is sealed by the writer.
 
 Corruption (a torn tail after a crash, a flipped bit) is found by the checksums: the good
 records are kept, the bad byte ranges are moved to `quarantine/` and logged by size only.
@@ -13,8 +13,6 @@ Records hold anonymised events only: the raw IP and user agent never reach this 
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import datetime as dt
 import fcntl
 import json
@@ -295,64 +293,6 @@ class SpoolWriter:
         with self._lock:
             if self._file is not None:
                 self._seal()
-
-
-class GroupCommitter:
-    """Concurrent requests of one worker share one write + fsync.
-
-    Records wait while a flush is in flight and go together in the next one, so at low load a
-    request costs one fsync and at high load one fsync covers many requests. Each waiter is
-    released only after the fsync that covers its records.
-    """
-
-    def __init__(self, spool: SpoolWriter, max_batch_bytes: int = 1 << 20) -> None:
-        self.spool = spool
-        self.max_batch_bytes = max_batch_bytes
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
-        self._waiters: list[asyncio.Future[None]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spool")
-
-    async def append(self, records: list[bytes]) -> None:
-        size = sum(len(r) for r in records)
-        self.spool.check_quota(self._pending_bytes + size)
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._pending.extend(records)
-        self._pending_bytes += size
-        self._waiters.append(waiter)
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._flush())
-        await asyncio.shield(waiter)
-
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            records, waiters = self._pending, self._waiters
-            self._pending, self._waiters, self._pending_bytes = [], [], 0
-            try:
-                await loop.run_in_executor(self._executor, self.spool.append, records)
-            except Exception as exc:  # noqa: BLE001 - every waiter learns; none is acknowledged
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-                continue
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    async def tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.spool.tick)
-
-    async def close(self) -> None:
-        """Flush what is pending, then seal the open segment."""
-        if self._task is not None:
-            await self._task
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.spool.close)
-        self._executor.shutdown(wait=True)
 
 
 def seal_orphans(directory: Path) -> int:

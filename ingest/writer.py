@@ -213,7 +213,7 @@ class Writer:
         fault_file: Path | None = None,
         max_rows: int = 100_000,
         flush_bytes: int = 16 << 20,
-        max_wait: float = 0.8,
+        max_wait: float = 0.5,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.store = store

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import fcntl
 import logging
@@ -16,7 +15,6 @@ from ingest.spool import (
     OPEN,
     QUARANTINE,
     SEALED,
-    GroupCommitter,
     SpoolFull,
     SpoolWriter,
     decode,
@@ -161,36 +159,3 @@ def test_quota_refuses_appends_and_counts_them(tmp_path: Path) -> None:
     spool.tick()
     spool.append([record])
     spool.close()
-
-
-def test_concurrent_requests_share_fsyncs_and_all_are_durable(tmp_path: Path) -> None:
-    spool = SpoolWriter(tmp_path, "w0")
-    committer = GroupCommitter(spool)
-
-    async def main() -> None:
-        await asyncio.gather(*(committer.append([encode(event(i))]) for i in range(300)))
-        await committer.close()
-
-    asyncio.run(main())
-    assert spool.appends == 300
-    assert spool.fsyncs < 300 / 5, "requests arriving together should share fsyncs"
-    records = [r for p in sealed_segments(tmp_path) for r in parse_segment(p.read_bytes()).records]
-    assert sorted(paths(records)) == sorted(f"/secret-page-{i}" for i in range(300))
-
-
-def test_a_full_spool_fails_every_waiter_of_the_group(tmp_path: Path) -> None:
-    record = encode(event(0))
-    spool = SpoolWriter(tmp_path, "w0", quota_bytes=len(record) * 2)
-    committer = GroupCommitter(spool)
-
-    async def main() -> list[BaseException | None]:
-        results = await asyncio.gather(
-            *(committer.append([record]) for _ in range(5)), return_exceptions=True
-        )
-        await committer.close()
-        return list(results)
-
-    results = asyncio.run(main())
-    assert any(isinstance(r, SpoolFull) for r in results)
-    stored = sum(len(parse_segment(p.read_bytes()).records) for p in sealed_segments(tmp_path))
-    assert stored == sum(1 for r in results if r is None)
