@@ -7,6 +7,10 @@ it is computed:
 - ``session`` metrics aggregate whole visits, merged from the `sessions` table;
 - ``derived`` metrics are computed in Python from other metrics of the same row.
 
+Unique counts on raw data use `uniq` (exact below 65,536 distinct ids, ~1 % above; about twice
+as fast as `uniqExact` on 10M rows); rollups hold `uniqCombined64(12)` states (exact below
+~200, ~2 % above). Tests compare both paths exactly on small fixtures.
+
 SQL in this module is written by us, never from input: values are always bound parameters.
 """
 
@@ -39,14 +43,14 @@ METRICS: dict[str, Metric] = {
             "event",
             "unique visitor hashes; with daily salts a person counts once per day, so a "
             "multi-day total is a sum of daily uniques",
-            "uniqExact(visitor_id)",
+            "uniq(visitor_id)",
             "uniqCombined64Merge(12)(visitors)",
         ),
         Metric(
             "visits",
             "event",
             "visits (sessions: 30 minutes of inactivity ends one)",
-            "uniqExact(session_id)",
+            "uniq(session_id)",
             "uniqCombined64Merge(12)(visits)",
         ),
         Metric(

@@ -451,7 +451,7 @@ _PARTS_ROLLUP = {
     "_duration": "sum(duration_ms)",
 }
 _SESSION_AS_EVENT = {
-    "visitors": ("uniqExact(s_visitor_id)", "uniqCombined64Merge(12)(visitors)"),
+    "visitors": ("uniq(s_visitor_id)", "uniqCombined64Merge(12)(visitors)"),
     "visits": ("count()", "sum(visits)"),
     "pageviews": ("sum(s_pageviews)", "sum(pageviews)"),
     "events": ("sum(s_events)", "sum(events)"),
