@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import orjson
+
 from ingest.event import COLUMNS, Event
 
 log = logging.getLogger("firstparty.spool")
@@ -55,7 +57,7 @@ def encode(event: Event, prev_visitor_id: int = 0) -> bytes:
     props = row.pop("props")
     row["props_kv"] = {"k": list(props), "v": list(props.values())}
     row["_prev"] = prev_visitor_id
-    payload = json.dumps(row, separators=(",", ":"), ensure_ascii=False).encode()
+    payload = orjson.dumps(row)  # ~15x faster than json.dumps; this runs once per beacon
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 
 
