@@ -63,6 +63,15 @@ def current_version(store: Store) -> int:
     return int(store.query("SELECT max(version) FROM schema_version").scalar() or 0)
 
 
+def _is_cluster(store: Store) -> bool:
+    """The cluster form of the schema (store/cluster.py): `events` is a Distributed table."""
+    engine = store.query(
+        "SELECT any(engine) FROM system.tables WHERE database = currentDatabase() "
+        "AND name = 'events'"
+    ).scalar()
+    return str(engine) == "Distributed"
+
+
 def apply(
     store: Store, values: Mapping[str, int], progress: Callable[[str], None] | None = None
 ) -> int:
@@ -73,6 +82,12 @@ def apply(
         raise RuntimeError(
             f"the store is at schema version {before}, newer than this firstparty "
             f"({SCHEMA_VERSION}); upgrade firstparty instead of downgrading the store"
+        )
+    if before and before < SCHEMA_VERSION and _is_cluster(store):
+        raise RuntimeError(
+            f"the store is a ClickHouse cluster at schema version {before} and this firstparty "
+            f"needs {SCHEMA_VERSION}; migrations are single-node statements, so apply them "
+            "ON CLUSTER first (docs/scaling.md, Upgrades), then start the collectors"
         )
     if before:
         for version in range(before + 1, SCHEMA_VERSION + 1):

@@ -256,17 +256,35 @@ CHDB_NODE = textwrap.dedent(
         def dicts(self):
             return [dict(zip(self.names, v)) for v in self.values]
 
-    class Node:  # the one query the collector's start-up check makes, run on this engine
+        def scalar(self):
+            return self.values[0][0] if self.values else None
+
+    class Node:  # the collector's start-up queries, run on this engine
         def query(self, sql, params=None, settings=None):
             cursor.execute(sql.replace("currentDatabase()", "'firstparty'"))
             values = cursor.fetchall()
             return Rows([d[0] for d in cursor.description], values)
 
     from ingest.writer import check_dedup_settings
+    from store import schema as schema_mod
     checked = check_dedup_settings(Node())
+    # A cluster one schema version behind: the collector must refuse to run single-node
+    # migrations on it. (schema_version is made plain here: the engine's Keeper stand-in
+    # cannot take inserts into a Replicated table.)
+    cursor.execute("USE firstparty")
+    cursor.execute("DROP TABLE schema_version SYNC")
+    cursor.execute("CREATE TABLE schema_version (version UInt32) "
+                   "ENGINE = MergeTree ORDER BY version")
+    cursor.execute(f"INSERT INTO schema_version VALUES ({schema_mod.SCHEMA_VERSION - 1})")
+    try:
+        schema_mod.apply(Node(), {"raw_retention_days": 30, "aggregate_retention_months": 25})
+        refused = ""
+    except RuntimeError as exc:
+        refused = str(exc)
     known = {r[0] for r in rows("SELECT name FROM system.settings")}
     print(json.dumps({
         "unknown_settings": sorted(set(profile) - known),
+        "migration_refused": refused,
         "dedup_checked": checked,
         "clusters": rows("SELECT cluster, shard_num, replica_num, host_name FROM system.clusters"),
         "macros": dict(rows("SELECT macro, substitution FROM system.macros")),
@@ -337,6 +355,7 @@ def test_a_node_configured_from_deploy_runs_the_generated_ddl(
     assert seen["unknown_settings"] == [] and len(profile) >= 5
     # A collector starting against this node accepts its dedup guarantees (Replicated).
     assert {"events", "sessions_local"} <= set(seen["dedup_checked"])
+    assert "ON CLUSTER first" in seen["migration_refused"]
     # Every statement made an object: nothing of the single-node schema went missing.
     expected = {
         m.group(1)
