@@ -83,7 +83,8 @@ def apply(
             f"the store is at schema version {before}, newer than this firstparty "
             f"({SCHEMA_VERSION}); upgrade firstparty instead of downgrading the store"
         )
-    if before and before < SCHEMA_VERSION and _is_cluster(store):
+    pending = [m for v in range(before + 1, SCHEMA_VERSION + 1) for m in MIGRATIONS.get(v, [])]
+    if before and pending and _is_cluster(store):
         raise RuntimeError(
             f"the store is a ClickHouse cluster at schema version {before} and this firstparty "
             f"needs {SCHEMA_VERSION}; migrations are single-node statements, so apply them "

@@ -275,7 +275,8 @@ CHDB_NODE = textwrap.dedent(
     cursor.execute("DROP TABLE schema_version SYNC")
     cursor.execute("CREATE TABLE schema_version (version UInt32) "
                    "ENGINE = MergeTree ORDER BY version")
-    cursor.execute(f"INSERT INTO schema_version VALUES ({schema_mod.SCHEMA_VERSION - 1})")
+    behind = max(v for v, steps in schema_mod.MIGRATIONS.items() if steps) - 1
+    cursor.execute(f"INSERT INTO schema_version VALUES ({behind})")
     try:
         schema_mod.apply(Node(), {"raw_retention_days": 30, "aggregate_retention_months": 25})
         refused = ""
