@@ -41,8 +41,9 @@ def worker_snapshot(ingestor: Ingestor, alive: bool = True) -> dict[str, Any]:
         "alive": alive,
         "counters": {
             "firstparty_events_accepted_total": [metrics.counter(spool.appends)],
+            # dict() copies in one step under the GIL; the ingest thread may be adding a reason.
             "firstparty_events_dropped_total": metrics.labelled(
-                "reason", sorted(ingestor.pipeline.dropped.items())
+                "reason", sorted(dict(ingestor.pipeline.dropped).items())
             ),
             "firstparty_spool_rejected_total": [metrics.counter(spool.rejected)],
             "firstparty_spool_fsyncs_total": [metrics.counter(spool.fsyncs)],
