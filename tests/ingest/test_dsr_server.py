@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from store import connect
 from tests.conftest import start_server
@@ -30,6 +31,7 @@ def _send(url: str, device: str | None, path: str) -> bool:
     return "x-dropped" not in response.headers
 
 
+@pytest.mark.slow  # the same DSR code is covered in-process by test_dsr.py
 def test_dsr_export_and_delete_against_a_running_server(tmp_path: Path) -> None:
     server = start_server(tmp_path / "srv")
     try:
