@@ -16,6 +16,7 @@ import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 
@@ -218,8 +219,8 @@ def test_the_proxy_balances_the_collectors_and_serves_the_tracker_first_party(
     collectors = [n for n in spec["services"] if n.startswith("collector-")]
     assert servers == [f"{name}:8000" for name in collectors]
     site = next(c for d, _, c in http if d == "server" and find(c, "listen")[0] == ["80"])
-    _, script = find(site, "location", "/stats/js/")
-    _, event = find(site, "location", "=", "/stats/api/event")
+    _, script = find(site, "location", "/p/js/")
+    _, event = find(site, "location", "=", "/p/api/event")
     assert find(script, "proxy_pass")[0] == ["http://firstparty_collectors/js/"]
     assert find(event, "proxy_pass")[0] == ["http://firstparty_collectors/api/event"]
     for location in (script, event):
@@ -230,8 +231,12 @@ def test_the_proxy_balances_the_collectors_and_serves_the_tracker_first_party(
     page = (ROOT / targets["/usr/share/nginx/html"] / "index.html").read_text()
     tag = re.search(r"<script [^>]*data-domain[^>]*>", page)
     assert tag is not None
-    assert 'src="/stats/js/script.js"' in tag.group(0)
-    assert 'data-api="/stats/api/event"' in tag.group(0)
+    src = re.search(r'src="([^"]+)"', tag.group(0))
+    api = re.search(r'data-api="([^"]+)"', tag.group(0))
+    assert src is not None and src.group(1) == "/p/js/script.js"
+    # Without data-api the tracker posts to ../api/event beside its own URL.
+    endpoint = api.group(1) if api else urljoin(src.group(1), "../api/event")
+    assert endpoint == "/p/api/event"
     for name in collectors:
         assert proxy["depends_on"][name]["condition"] == "service_healthy"
 
