@@ -257,6 +257,11 @@ def test_the_transformation_follows_whatever_schema_sql_holds() -> None:
     assert "FROM firstparty.events WHERE" in views["recent"]
 
 
+def test_functions_are_created_on_every_node() -> None:
+    ddl = cluster_statements(["CREATE FUNCTION IF NOT EXISTS f AS (x) -> x + 1"], CLUSTER, DATABASE)
+    assert ddl[1] == f"CREATE FUNCTION IF NOT EXISTS f ON CLUSTER {CLUSTER} AS (x) -> x + 1"
+
+
 def test_statements_without_a_cluster_form_are_refused() -> None:
     with pytest.raises(ClusterSchemaError, match="cannot give a cluster form"):
         cluster_statements(["INSERT INTO salts VALUES (1)"], CLUSTER, DATABASE)
