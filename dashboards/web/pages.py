@@ -24,7 +24,15 @@ from starlette.staticfiles import StaticFiles
 
 from dashboards.auth import CSRF_FIELD, LOGIN_COOKIE, Auth, Principal, get_auth
 from dashboards.shares import ShareLink, create_share, list_shares, revoke_share, share_for_token
-from dashboards.users import check_password
+from dashboards.users import (
+    ROLES,
+    UserError,
+    add_user,
+    check_password,
+    generate_password,
+    list_users,
+    remove_user,
+)
 from dashboards.web import stats
 from dashboards.web.views import FILTERS, GOALS, State, parse_state, site_view, sparkline
 from firstparty.config import Config
@@ -387,7 +395,79 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
         await store.sync_call(revoke_share, request.path_params["link_id"], domain)
         return RedirectResponse(f"/sites/{quote(domain)}/shares", status_code=303)
 
+    # -- managing users (admins) ------------------------------------------------------------
+    async def _users_admin(request: Request) -> tuple[Principal | None, Response | None]:
+        who = await auth().session_principal(request)
+        if who is None:
+            return None, login_redirect(request)
+        if not who.is_admin:
+            return None, _error(request, 403, "Only admins manage users.", False)
+        return who, None
+
+    async def _users_page(
+        who: Principal, created: dict[str, str] | None = None, error: str = "", status: int = 200
+    ) -> Response:
+        users = await store.sync_call(list_users)
+        return _html(
+            "users.html",
+            status,
+            principal=who,
+            users=users,
+            roles=ROLES,
+            sites=[site.domain for site in config.sites],
+            created=created,
+            error=error,
+        )
+
+    async def users_page(request: Request) -> Response:
+        who, refusal = await _users_admin(request)
+        if who is None:
+            return refusal or _error(request, 403, "forbidden", False)
+        return await _users_page(who)
+
+    async def users_add(request: Request) -> Response:
+        who, refusal = await _users_admin(request)
+        if who is None:
+            return refusal or _error(request, 403, "forbidden", False)
+        form, refusal = await _checked_form(request, who)
+        if form is None:
+            return refusal or _error(request, 403, "forbidden", False)
+        site = form.get("site", "")
+        if site and config.site(site) is None:
+            return await _users_page(who, error=f"{site!r} is not a configured site", status=400)
+        password = generate_password()
+        try:
+            user = await store.sync_call(
+                add_user,
+                form.get("email", ""),
+                form.get("role", ""),
+                password,
+                [site] if site else [],
+            )
+        except UserError as exc:
+            return await _users_page(who, error=str(exc), status=400)
+        return await _users_page(who, {"email": user.email, "password": password}, status=201)
+
+    async def users_remove(request: Request) -> Response:
+        who, refusal = await _users_admin(request)
+        if who is None:
+            return refusal or _error(request, 403, "forbidden", False)
+        form, refusal = await _checked_form(request, who)
+        if form is None:
+            return refusal or _error(request, 403, "forbidden", False)
+        email = form.get("email", "").strip().lower()
+        if email == who.email:
+            return await _users_page(who, error="You cannot remove yourself.", status=400)
+        try:
+            await store.sync_call(remove_user, email)
+        except UserError as exc:
+            return await _users_page(who, error=str(exc), status=400)
+        return RedirectResponse("/users", status_code=303)
+
     return [
+        Route("/users", users_page, methods=["GET"]),
+        Route("/users", users_add, methods=["POST"]),
+        Route("/users/remove", users_remove, methods=["POST"]),
         Route("/login", login_page, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),

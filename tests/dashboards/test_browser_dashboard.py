@@ -228,6 +228,10 @@ def test_dashboard_in_a_browser(browser_server: tuple[Server, str, str]) -> None
             expect(page.locator("#chart canvas")).to_be_visible()
             page.screenshot(path=str(OUT / "dashboard-30-days-compared.png"), full_page=True)
 
+            page.goto(server.url + "/users")
+            expect(page.get_by_role("cell", name="admin@example.com")).to_be_visible()
+            page.screenshot(path=str(OUT / "dashboard-users.png"))
+
             page.goto(server.url + "/")
             expect(page.get_by_role("link", name="example.com").first).to_be_visible()
             page.screenshot(path=str(OUT / "dashboard-sites.png"))

@@ -244,3 +244,59 @@ def test_small_groups_are_folded_and_not_clickable(dashboard: Dashboard) -> None
         # Multi-day totals say how daily visitor hashes count people.
         week = c.get("/sites/example.com.json?period=7d").json()
         assert any("once per day" in note for note in week["notes"])
+
+
+def test_admins_manage_users_from_the_dashboard(dashboard: Dashboard) -> None:
+    import httpx
+
+    c = dashboard.client
+    dashboard.login("viewer@example.com")
+    assert c.get("/users").status_code == 403
+    c.cookies.clear()
+    dashboard.login("admin@example.com")
+    page = c.get("/users")
+    assert page.status_code == 200 and "viewer@example.com" in page.text
+    forged = c.post("/users", data={"email": "x@example.com", "role": "viewer"})
+    assert forged.status_code == 403
+    added = c.post(
+        "/users",
+        data={
+            "email": "New@Example.com",
+            "role": "viewer",
+            "site": "shop.example.org",
+            "csrf_token": _csrf(page.text),
+        },
+    )
+    assert added.status_code == 201
+    password = added.text.split('data-testid="new-password"', 1)[0].rsplit('value="', 1)[1]
+    password = password.split('"', 1)[0]
+    bad = c.post(
+        "/users", data={"email": "y@example.com", "role": "owner", "csrf_token": _csrf(page.text)}
+    )
+    assert bad.status_code == 400 and "role must be one of" in bad.text
+    # The new user logs in with the password shown once, and sees only their site.
+    with httpx.Client(base_url=str(c.base_url)) as newcomer:
+        login = newcomer.get("/login")
+        newcomer.post(
+            "/login",
+            data={
+                "email": "new@example.com",
+                "password": password,
+                "csrf_token": _csrf(login.text),
+            },
+        )
+        assert [s["site"] for s in newcomer.get("/sites.json").json()["sites"]] == [
+            "shop.example.org"
+        ]
+        # Removing them ends their session at once; an admin cannot remove themselves.
+        self_removal = c.post(
+            "/users/remove", data={"email": "admin@example.com", "csrf_token": _csrf(page.text)}
+        )
+        assert self_removal.status_code == 400
+        removed = c.post(
+            "/users/remove",
+            data={"email": "new@example.com", "csrf_token": _csrf(page.text)},
+            follow_redirects=False,
+        )
+        assert removed.status_code == 303
+        assert newcomer.get("/sites.json").status_code == 401
