@@ -110,7 +110,9 @@ def sync(store: Store, values: Mapping[str, int], schema_text: str | None = None
     """Make every live TTL match schema.sql and the config; returns what was changed."""
     in_force = live(store)
     changed: list[str] = []
-    for table, policy in policies(schema_text).items():
+    for name, policy in policies(schema_text).items():
+        # On a cluster the rows (and the TTL) live in NAME_local (store/cluster.py).
+        table = name if name in in_force else f"{name}_local"
         current = in_force.get(table)
         if current is None:
             continue  # not created (yet): CREATE TABLE brings the right TTL

@@ -65,7 +65,7 @@ def classify(table: Table, column: Column) -> str:
 
 def policy_days(ctx: Context, table: Table) -> tuple[str, float] | None:
     """The config setting that governs `table` and the retention it asks for, in days."""
-    policy = retention.policies().get(table.name)
+    policy = retention.policies().get(table.base_name)
     p = ctx.config.privacy
     if policy is not None:
         if policy.setting == "raw_retention_days":
@@ -116,7 +116,9 @@ def inventory(ctx: Context) -> Check:
             "ttl_in_force": table.ttl.describe() if table.ttl else "not a MergeTree table",
             "columns": columns,
         }
-        wanted = policy_days(ctx, table) if table.usage else None
+        if not table.stores_rows:
+            entry["ttl_in_force"] = f"routes to {table.name}_local (Distributed: stores nothing)"
+        wanted = policy_days(ctx, table) if table.usage and table.stores_rows else None
         if wanted is not None:
             setting, days = wanted
             entry["policy"] = f"{setting} = {days:g} days"

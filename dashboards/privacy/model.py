@@ -114,12 +114,22 @@ class Table:
     ttl: retention.LiveTTL | None
 
     @property
+    def base_name(self) -> str:
+        """The schema's name: on a cluster, `events_local` holds the rows of `events`."""
+        return self.name.removesuffix("_local")
+
+    @property
+    def stores_rows(self) -> bool:
+        """False for a cluster's Distributed tables, which only route to the local tables."""
+        return self.engine != "Distributed"
+
+    @property
     def kind(self) -> str:
-        if self.name in SECRET_TABLES:
+        if self.base_name in SECRET_TABLES:
             return "secret"
-        if self.name in CONFIG_TABLES:
+        if self.base_name in CONFIG_TABLES:
             return "config"
-        if self.name in RAW_TABLES:
+        if self.base_name in RAW_TABLES:
             return "raw"
         return "aggregate"
 

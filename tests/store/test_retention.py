@@ -101,3 +101,13 @@ def test_aggregate_retention_in_months_follows_the_config(store: Store) -> None:
     assert changed == ["test_rollup: retention 25 months -> 6 months"]
     retention.force(store, "test_rollup")
     assert store.query("SELECT day FROM test_rollup").column("day") == [days[0]]
+
+
+def test_cluster_local_tables_follow_the_config_too(store: Store) -> None:
+    # On a cluster, store/cluster.py puts the rows of `test_rollup` in `test_rollup_local`.
+    local = ROLLUP_SCHEMA.replace("test_rollup", "test_rollup_local")
+    for sql in schema_mod.statements(_values(), local):
+        store.command(sql.rstrip(";"))
+    changed = retention.sync(store, _values(months=3), ROLLUP_SCHEMA)
+    assert changed == ["test_rollup_local: retention 25 months -> 3 months"]
+    assert retention.live(store)["test_rollup_local"].describe() == "3 months"
