@@ -9,6 +9,20 @@ from pathlib import Path
 
 from firstparty.cli import command
 from firstparty.config import Config
+from store.base import Store
+
+
+def _has_schema(store: Store) -> bool:
+    from store import schema as schema_mod
+
+    if schema_mod.current_version(store):
+        return True
+    print(
+        f"error: {store.url} holds no firstparty schema yet: start `firstparty serve` once "
+        "(or check --store / FIRSTPARTY_STORE)",
+        file=sys.stderr,
+    )
+    return False
 
 
 def _audit_args(p: argparse.ArgumentParser) -> None:
@@ -41,6 +55,8 @@ def cmd_audit(args: argparse.Namespace, config: Config) -> int:
 
     store = connect(config.store)
     try:
+        if not _has_schema(store):
+            return 2
         ctx = Context(
             store=store,
             config=config,
@@ -119,6 +135,8 @@ def cmd_dsr(args: argparse.Namespace, config: Config) -> int:
     now = dt.datetime.now(dt.UTC)
     store = connect(config.store)
     try:
+        if not _has_schema(store):
+            return 2
         if args.action == "explain":
             sys.stdout.write(dsr.explain(store, config, now, args.date))
             return 0

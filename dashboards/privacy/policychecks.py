@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dashboards.privacy.model import Check, Context, Status
+from store.base import StoreError
 from store.url import parse_store_url
 
 QUASI_IDENTIFIERS = ("country_code", "region", "browser", "browser_version", "os", "os_version")
@@ -47,7 +48,7 @@ def _live_breakdowns(ctx: Context, k: int) -> dict[str, Any]:
             try:
                 spec = parse_query(body | {"dimensions": [dim]}, ctx.config, ctx.now)
                 result = run_query(ctx.store, ctx.config, spec, ctx.now)
-            except QueryError as exc:
+            except (QueryError, StoreError) as exc:
                 shown[f"{site} {dim}"] = {"error": str(exc)[:200]}
                 continue
             values = [r["metrics"][0] for r in result["results"]]
@@ -102,6 +103,10 @@ def k_anonymity(ctx: Context) -> Check:
         )
     live = _live_breakdowns(ctx, k)
     evidence["live_breakdowns"] = live
+    unanswered = [n for n, s in live.get("breakdowns", {}).items() if "error" in s]
+    if unanswered:
+        status = "review"
+        findings.append("the query layer could not answer: " + ", ".join(unanswered))
     if k >= 2:
         for name, seen in live.get("breakdowns", {}).items():
             smallest = seen.get("smallest_visible")

@@ -343,3 +343,16 @@ def test_previous_salt_is_allowed_until_its_sessions_close(store: Store, clean: 
     status, findings = check(late, "salts")
     assert status == "review"
     assert f"yesterday's salt ({yesterday.isoformat()}) still exists" in findings
+
+
+def test_cli_refuses_a_store_without_the_schema(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if not store.url.startswith("chdb://"):
+        pytest.skip("an empty embedded database is enough to show it")
+    empty = store.url.rsplit("=", 1)[0] + "=t_empty_audit"
+    try:
+        assert main(["--store", empty, "audit"]) == 2
+        assert "holds no firstparty schema yet" in capsys.readouterr().err
+    finally:
+        store.command("DROP DATABASE IF EXISTS t_empty_audit")
