@@ -28,6 +28,8 @@ from typing import Any
 from firstparty.config import Config
 from store.base import Store
 
+# Columns holding a visitor hash: raw events and sessions, and the query layer's visit rows.
+VISITOR_COLUMNS = ("visitor_id", "s_visitor_id")
 _TTL_COLUMN = re.compile(r"TTL\s+(?:\w+\()?`?(\w+)`?\)?\s*\+")
 _MV_TARGET = re.compile(r"\bTO\s+`?(\w+)`?\.`?(\w+)`?")
 
@@ -38,6 +40,7 @@ class LinkedTable:
     engine: str
     columns: list[tuple[str, str]]
     has_kind: bool  # a visitor_kind column: only 'device' rows can match a device ID
+    visitor_column: str = "visitor_id"  # `s_visitor_id` in the query layer's visit_facts
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def device_ids_hashes(store: Store, site: str, device_id: str) -> list[int]:
 
 
 def linked_tables(store: Store) -> list[LinkedTable]:
-    """Every table of the current database with site_id and visitor_id columns."""
+    """Every table of the current database with a site_id and a visitor hash column."""
     engines = dict(
         store.query(
             "SELECT name, engine FROM system.tables WHERE database = currentDatabase() "
@@ -108,8 +111,11 @@ def linked_tables(store: Store) -> list[LinkedTable]:
     found = []
     for table, cols in sorted(columns.items()):
         names = {n for n, _ in cols}
-        if table in engines and {"site_id", "visitor_id"} <= names:
-            found.append(LinkedTable(table, str(engines[table]), cols, "visitor_kind" in names))
+        visitor = next((c for c in VISITOR_COLUMNS if c in names), None)
+        if table in engines and "site_id" in names and visitor is not None:
+            found.append(
+                LinkedTable(table, str(engines[table]), cols, "visitor_kind" in names, visitor)
+            )
     return found
 
 
@@ -147,7 +153,10 @@ def rollups(store: Store) -> list[Rollup]:
 
 def _where(table: LinkedTable) -> str:
     kind = " AND visitor_kind = 'device'" if table.has_kind else ""
-    return f"WHERE site_id = {{site:String}} AND visitor_id IN {{ids:Array(UInt64)}}{kind}"
+    return (
+        f"WHERE site_id = {{site:String}} AND `{table.visitor_column}` IN "
+        f"{{ids:Array(UInt64)}}{kind}"
+    )
 
 
 def _select_list(table: LinkedTable) -> str:

@@ -45,7 +45,8 @@ def classify(table: Table, column: Column) -> str:
     """aggregate, pseudonymous, truncated, enum, redacted-text, time, measure, config, secret."""
     if table.kind in ("config", "secret"):
         return table.kind
-    name, base = column.name, column.base_type
+    # The query layer's visit rows prefix session columns with `s_` (s_visitor_id...).
+    name, base = column.name.removeprefix("s_"), column.base_type
     if name in PSEUDONYMOUS:
         return "pseudonymous"
     if name in TRUNCATED or base.startswith(("IPv4", "IPv6")):

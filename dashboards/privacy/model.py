@@ -33,7 +33,8 @@ SECRET_TABLES = {
     "salts": "daily visitor-hash salts (128-bit random), current and previous day only",
     "device_keys": "rotating keys for hashing app device IDs",
 }
-RAW_TABLES = {"events", "sessions"}
+# Usage tables holding per-visit rows with a visitor hash (kept `raw_retention_days`).
+RAW_TABLES = {"events", "sessions", "visit_facts"}
 
 
 @dataclass

@@ -226,9 +226,10 @@ def no_raw_identifiers(ctx: Context) -> Check:
                     f"{table.name}.{col.name} has keys named like identifiers: {', '.join(named)}"
                 )
         for col in table.columns:
-            if col.name == "visitor_id" and not col.base_type.startswith("UInt"):
-                findings.append(f"{table.name}.visitor_id is {col.type}, not a 64-bit hash")
-            if col.name not in ENUM_LIMITS or not table.rows:
+            if col.name in ("visitor_id", "s_visitor_id") and not col.base_type.startswith("UInt"):
+                findings.append(f"{table.name}.{col.name} is {col.type}, not a 64-bit hash")
+            short = col.name.removeprefix("s_")
+            if short not in ENUM_LIMITS or not table.rows:
                 continue
             row = ctx.store.query(
                 f"SELECT uniqExact(`{col.name}`) AS n, max(length(`{col.name}`)) AS longest, "
@@ -237,12 +238,12 @@ def no_raw_identifiers(ctx: Context) -> Check:
             ).dicts()[0]
             distinct, longest = int(row["n"]), int(row["longest"] or 0)
             evidence["enums"][f"{table.name}.{col.name}"] = {"distinct": distinct}
-            if distinct > ENUM_LIMITS[col.name] or longest > 40:
+            if distinct > ENUM_LIMITS[short] or longest > 40:
                 findings.append(
                     f"{table.name}.{col.name} has {distinct} distinct values (longest {longest} "
-                    f"chars): not a parsed enum (limit {ENUM_LIMITS[col.name]})"
+                    f"chars): not a parsed enum (limit {ENUM_LIMITS[short]})"
                 )
-            if col.name.endswith("_version") and row["bad"]:
+            if short.endswith("_version") and row["bad"]:
                 findings.append(
                     f"{table.name}.{col.name}: {row['bad']} row(s) are not a plain version number"
                 )
@@ -288,7 +289,7 @@ def url_hygiene(ctx: Context) -> Check:
         if not table.usage or not table.rows:
             continue
         for col in _text_columns(table):
-            if col.name not in REDACTED_TEXT:
+            if col.name.removeprefix("s_") not in REDACTED_TEXT:
                 continue
             values = ctx.store.query(
                 f"SELECT DISTINCT {col.text_sql()} AS v FROM `{table.name}` "
@@ -296,7 +297,7 @@ def url_hygiene(ctx: Context) -> Check:
                 {"re": loose},
             ).column("v")
             scanned[f"{table.name}.{col.name}"] = len(values)
-            is_url = col.name in URL_COLUMNS
+            is_url = col.name.removeprefix("s_") in URL_COLUMNS
             ids = is_url or col.name == "props"
             kinds: dict[str, list[str]] = {}
             for value in values:
