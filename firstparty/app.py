@@ -66,7 +66,10 @@ def build_app(
     report_dir = metrics.metrics_dir(config.data_dir)
 
     def report(alive: bool = True) -> None:
-        metrics.write_snapshot(report_dir, name, worker_snapshot(ingestor, alive))
+        try:
+            metrics.write_snapshot(report_dir, name, worker_snapshot(ingestor, alive))
+        except OSError:
+            pass  # a full disk must not fail requests; the scrape shows stale numbers
 
     async def healthz(request: Request) -> Response:
         snapshots = await run_in_threadpool(metrics.read_snapshots, report_dir)

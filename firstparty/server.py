@@ -165,9 +165,12 @@ _WRITER_HISTOGRAMS = {
 
 
 def report_writer(config: Config, writer: Writer) -> None:
-    metrics.write_snapshot(
-        metrics.metrics_dir(config.data_dir), metrics.WRITER, writer_snapshot(writer)
-    )
+    try:
+        metrics.write_snapshot(
+            metrics.metrics_dir(config.data_dir), metrics.WRITER, writer_snapshot(writer)
+        )
+    except OSError as exc:  # a full disk must not stop the server; /healthz turns stale
+        log.warning("cannot write the writer's metrics: %s", exc)
 
 
 async def _start_admin(config: Config, store: Store) -> tuple[_AdminServer, asyncio.Task[None]]:
