@@ -37,6 +37,7 @@ from dashboards.periods import BUCKETS, Period, RangeError, auto_bucket, bucket_
 from dashboards.periods import time_labels as make_time_labels
 from dashboards.rollups import (
     cutoff,
+    facts_sql,
     finalize,
     live_sessions_sql,
     merged_sessions_sql,
@@ -253,6 +254,8 @@ def check(spec: QuerySpec) -> None:
         raise QueryError(
             "metrics", "time_on_page and scroll_depth cannot be broken down by entry or exit page"
         )
+    if "session" in kinds and "events" in spec.metrics:
+        raise QueryError("metrics", "events cannot be broken down by entry or exit page")
     if "session" in kinds and ({"event", "goal", "prop"} & kinds):
         raise QueryError("dimensions", "entry/exit pages cannot be combined with event dimensions")
 
@@ -459,7 +462,11 @@ _SESSION_AS_EVENT = {
 
 
 def _session_rows(
-    plan: _Plan, period: Period, aggs: dict[str, str], dims: list[Dimension] | None = None
+    plan: _Plan,
+    period: Period,
+    aggs: dict[str, str],
+    dims: list[Dimension] | None = None,
+    facts: bool = False,
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
     """Visit aggregates over the visits starting in `period`, merged live: from `sessions`,
     or for a period still running from its recent `events` (which the primary key finds)."""
@@ -472,7 +479,10 @@ def _session_rows(
     if plan.spec.filters and not _session_filters_only(plan):
         matching = _events_where(plan, period, params)
         extra = f" AND session_id IN (SELECT session_id FROM events WHERE {matching})"
-    if period.end > plan.now:
+    if facts:
+        first, last = params.add(period.start.date(), "Date"), params.add(period.end.date(), "Date")
+        inner = facts_sql(site, first, last).replace("{extra}", extra)
+    elif period.end > plan.now:
         timeout = dt.timedelta(minutes=plan.config.privacy.session_timeout_minutes)
         since = params.add(period.start - timeout, "DateTime64(3, 'UTC')")
         inner = live_sessions_sql(site, since, start, end).replace("{extra}", extra)
@@ -526,6 +536,23 @@ def _visits_key(plan: _Plan, period: Period, dims: list[Dimension]) -> str | Non
     return "" if not name else visits_key(name)
 
 
+def _facts_ok(plan: _Plan, period: Period, dims: list[Dimension]) -> bool:
+    """Whether closed days may come from `visit_facts` (day-aligned, no hourly buckets)."""
+    if plan.spec.source == "raw" or not period.day_aligned():
+        return False
+    return not any(plan.grain(d) == "time:hour" for d in dims if d.kind == "time")
+
+
+def _visit_only(plan: _Plan, needed: set[str]) -> bool:
+    """A query about visits alone: answered from visits (closed ones from `visit_facts`)."""
+    if any(d.kind not in ("visit", "session", "time") for d in plan.dims):
+        return False
+    if not _session_filters_only(plan):
+        return False
+    allowed = {"visitors", "visits", "pageviews", "views_per_visit", "percentage"}
+    return needed <= allowed | set(SESSION_METRICS)
+
+
 def _visit_rows(
     plan: _Plan, period: Period, aggs: dict[str, tuple[str, str]], dims: list[Dimension]
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -533,7 +560,8 @@ def _visit_rows(
     key = _visits_key(plan, period, dims)
     live_aggs = {m: a[0] for m, a in aggs.items()}
     timeout = dt.timedelta(minutes=plan.config.privacy.session_timeout_minutes)
-    if key is None:
+    use_facts = key is None and _facts_ok(plan, period, dims)
+    if key is None and not use_facts:
         plan.sources.add("sessions")
         return _session_rows(plan, period, live_aggs, dims)
     try:
@@ -553,7 +581,12 @@ def _visit_rows(
         return _session_rows(plan, period, live_aggs, dims)
     split = max(period.start, min(period.end, _midnight(cutoff(plan.now, timeout))))
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
-    if split > period.start:
+    if split > period.start and use_facts:
+        plan.sources.add("visit_facts")
+        closed = Period(period.start, split, "closed")
+        out = _session_rows(plan, closed, live_aggs, dims, facts=True)
+    elif split > period.start:
+        assert key is not None
         plan.sources.add("rollup")
         params = Params()
         names = [f"d{i}" for i in range(len(dims))]
@@ -624,7 +657,12 @@ def _compute(plan: _Plan, period: Period) -> list[Row]:
     event_metrics = {m for m in needed if m in EVENT_METRICS}
     parts = {m: (sql, _PARTS_ROLLUP[m]) for m, sql in _PARTS.items()}
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    if by_session_dim:
+    use_visits = by_session_dim or (
+        _visit_only(plan, needed)
+        and _rollup_source(plan, period, event_metrics | {"visitors"}) is None
+        and _facts_ok(plan, period, plan.dims)
+    )
+    if use_visits:
         aggs = {m: _SESSION_AS_EVENT[m] for m in event_metrics}
         if needed & set(SESSION_METRICS):
             aggs.update(parts)

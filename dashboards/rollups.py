@@ -63,6 +63,14 @@ def visits_key(name: str) -> str | None:
     return None
 
 
+def facts_sql(site: str, first: str, last: str) -> str:
+    """The closed visits of days [first, last) from `visit_facts` (Date placeholders)."""
+    return (
+        f"SELECT * FROM visit_facts WHERE site_id = {site} AND day >= {first} AND day < {last}"
+        + "{extra}"
+    )
+
+
 def merged_sessions_sql(site: str, start: str, end: str) -> str:
     """One row per visit of `site` starting in [start, end), from the `sessions` parts.
 
@@ -171,6 +179,38 @@ def finalize(
                 "days": todo,
             },
             FINALIZE_SETTINGS,
+        )
+        columns = ", ".join(
+            [
+                "session_id",
+                "s_visitor_id",
+                "s_start",
+                "s_pageviews",
+                "s_events",
+                "s_interactive",
+                "s_duration_ms",
+                "s_entry_page",
+                "s_exit_page",
+                *(f"s_{c}" for c in VISIT_COLUMNS),
+            ]
+        )
+        # Ordered, with a token: two workers folding the same days at once write identical
+        # blocks, which the table stores once.
+        store.command(
+            f"INSERT INTO visit_facts (site_id, day, {columns}, finalized_at) "
+            f"SELECT {{s:String}}, toDate(s_start) AS d, {columns}, now64(3) "
+            f"FROM ({inner.replace('{extra}', '')}) WHERE d IN {{days:Array(Date)}} "
+            "ORDER BY d, session_id",
+            {
+                "s": site,
+                "a": _midnight(todo[0]),
+                "b": _midnight(todo[-1] + dt.timedelta(days=1)),
+                "days": todo,
+            },
+            {
+                **FINALIZE_SETTINGS,
+                "insert_deduplication_token": f"visit_facts:{site}:{todo[0]}:{todo[-1]}",
+            },
         )
         store.command(
             "INSERT INTO visits_daily_done (site_id, day, finalized_at) "

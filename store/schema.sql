@@ -296,6 +296,44 @@ PARTITION BY toYYYYMM(day)
 ORDER BY (site_id, dimension, day, value)
 TTL day + INTERVAL {{aggregate_retention_months}} MONTH;
 
+-- One row per closed visit (like Plausible's collapsed sessions), written with visits_daily,
+-- so a filter on one visit attribute with a breakdown by another scans narrow visit rows
+-- instead of raw events. It holds the pseudonymous visitor hash, so it is kept only as long as
+-- the raw sessions it copies. Column names match the query layer's merged-session columns.
+CREATE TABLE IF NOT EXISTS visit_facts (
+    site_id LowCardinality(String),
+    day Date,
+    session_id UInt64,
+    s_visitor_id UInt64,
+    s_start DateTime64(3, 'UTC'),
+    s_pageviews UInt64,
+    s_events UInt64,
+    s_interactive UInt64,
+    s_duration_ms Int64,
+    s_entry_page String,
+    s_exit_page String,
+    s_referrer String,
+    s_referrer_source LowCardinality(String),
+    s_channel LowCardinality(String),
+    s_utm_source String,
+    s_utm_medium String,
+    s_utm_campaign String,
+    s_utm_content String,
+    s_utm_term String,
+    s_country_code LowCardinality(String),
+    s_region LowCardinality(String),
+    s_browser LowCardinality(String),
+    s_browser_version LowCardinality(String),
+    s_os LowCardinality(String),
+    s_os_version LowCardinality(String),
+    s_device LowCardinality(String),
+    finalized_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(finalized_at)
+PARTITION BY toYYYYMM(day)
+ORDER BY (site_id, day, session_id)
+TTL day + INTERVAL {{raw_retention_days}} DAY
+SETTINGS non_replicated_deduplication_window = 10000;
+
 CREATE TABLE IF NOT EXISTS visits_daily_done (
     site_id LowCardinality(String),
     day Date,

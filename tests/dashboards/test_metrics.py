@@ -75,7 +75,15 @@ def test_auto_planning_uses_rollups_only_when_they_can_answer(loaded: Store) -> 
         dimensions=["visit:country"],
         filters=[["is", "visit:browser", ["Safari"]]],
     )
-    assert two["meta"]["source"] == "raw"  # a filter on another dimension needs raw events
+    # a filter on another dimension: the rollups cannot answer; closed visits can
+    assert two["meta"]["source"] == "visit_facts"
+    pages = ask(
+        loaded,
+        metrics=["visitors"],
+        dimensions=["event:page"],
+        filters=[["is", "visit:browser", ["Safari"]]],
+    )
+    assert pages["meta"]["source"] == "raw"  # an event dimension needs raw events
     assert table(two) == {"DE": [1]}
     assert ask(loaded, metrics=["bounce_rate"])["meta"]["source"] == "rollup"
 
@@ -100,9 +108,21 @@ def test_visit_rollups_match_live_sessions_and_finalize_once(loaded: Store) -> N
         assert "sessions" not in auto["meta"]["source"], (dims, filters)
         assert "sessions" in raw["meta"]["source"]
         assert auto["results"] == raw["results"], (dims, filters)
+    # a filter on one visit attribute, a breakdown by another: closed visits from visit_facts
+    metrics = ["visitors", "visits", "pageviews", "views_per_visit", "bounce_rate"]
+    for dims, filters in (
+        (["visit:browser"], [["is", "visit:country", ["DE", "FR"]]]),
+        (["time:day"], [["is_not", "visit:device", ["Mobile"]], ["is", "visit:os", ["Linux"]]]),
+        (["visit:os"], [["is", "visit:entry_page", ["/"]]]),
+    ):
+        body = {"metrics": metrics, "dimensions": dims, "filters": filters}
+        auto = ask(loaded, **body)
+        assert auto["meta"]["source"] == "visit_facts", (dims, filters)
+        assert auto["results"] == ask(loaded, **body, source="raw")["results"], (dims, filters)
     again = ask(loaded, metrics=["visits", "bounce_rate"])  # a second run folds nothing twice
     assert again["results"][0]["metrics"] == [4, 50]
     assert loaded.query("SELECT count() FROM visits_daily_done FINAL").scalar() >= 2
+    assert loaded.query("SELECT count() FROM visit_facts").scalar() == 4  # once each
 
 
 def test_running_periods_fold_visits_from_recent_events_like_the_sessions_table(
