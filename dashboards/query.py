@@ -830,7 +830,7 @@ def _warnings(plan: _Plan, period: Period, now: dt.datetime) -> list[str]:
     out = []
     p = plan.config.privacy
     raw_since = now - dt.timedelta(days=p.raw_retention_days)
-    if period.start < raw_since and ({"raw", "sessions"} & plan.sources):
+    if period.start < raw_since and ({"raw", "sessions", "visit_facts"} & plan.sources):
         out.append(
             f"this query needs raw events or visits, which are kept {p.raw_retention_days} days: "
             f"data before {raw_since.date().isoformat()} is missing from it; "
