@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 import threading
 from collections.abc import Callable
@@ -34,7 +35,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from store.base import Store
+from store.base import Store, StoreError
+
+log = logging.getLogger("firstparty.salts")
 
 SALT_BYTES = 16  # 128 bits
 RECHECK = dt.timedelta(seconds=10)
@@ -73,7 +76,8 @@ DEVICE_KEYS = KeyTable("device_keys", "device_key", "period", "key", "daily")
 @dataclass
 class _Cached:
     value: bytes
-    recheck_at: dt.datetime | None  # set when this process created the key
+    recheck_at: dt.datetime | None  # set when this process created the key, or is provisional
+    provisional: bool = False  # made in memory while the store was unreachable
 
 
 class KeyRing:
@@ -110,7 +114,12 @@ class KeyRing:
         return _midnight(self._next_period(period))
 
     def key(self, at: dt.datetime) -> bytes:
-        """The key of the period containing `at`, created if no collector has made it yet."""
+        """The key of the period containing `at`, created if no collector has made it yet.
+
+        If the store cannot be reached, a provisional random key is used from memory (events
+        keep flowing; only this collector's visitors may be split from the others' for the
+        outage) and offered to the store as this period's candidate once it answers again.
+        """
         period = self.period_of(at)
         cached = self._cache.get(period)
         if cached is not None and (cached.recheck_at is None or at < cached.recheck_at):
@@ -119,14 +128,31 @@ class KeyRing:
             cached = self._cache.get(period)
             if cached is None:
                 self._forget_expired(at)
-                value, created = self._load_or_create(period, at)
-                cached = _Cached(value, at + RECHECK if created else None)
-                self._cache[period] = cached
+                cached = self._settle(period, at, None)
             elif cached.recheck_at is not None and at >= cached.recheck_at:
-                chosen = self._chosen(period)
-                cached = _Cached(chosen if chosen is not None else cached.value, None)
-                self._cache[period] = cached
+                cached = self._settle(period, at, cached)
+            self._cache[period] = cached
             return cached.value
+
+    def _settle(self, period: dt.date, at: dt.datetime, cached: _Cached | None) -> _Cached:
+        try:
+            if cached is None or cached.provisional:
+                offer = cached.value if cached is not None else None
+                value, created = self._load_or_create(period, at, offer)
+                return _Cached(value, at + RECHECK if created else None)
+            chosen = self._chosen(period)
+            return _Cached(chosen if chosen is not None else cached.value, None)
+        except StoreError as exc:
+            if cached is None:
+                log.warning(
+                    "the %s for %s could not be read from the store (%s); using a provisional "
+                    "one from memory until the store answers",
+                    self._t.kind,
+                    period,
+                    type(exc).__name__,
+                )
+                cached = _Cached(secrets.token_bytes(SALT_BYTES), None, provisional=True)
+            return _Cached(cached.value, at + RECHECK, cached.provisional)
 
     def previous(self, at: dt.datetime) -> bytes | None:
         """The previous period's key while sessions spanning the boundary may be open.
@@ -145,7 +171,10 @@ class KeyRing:
             return None
         with self._lock:
             if prev not in self._cache:
-                value = self._chosen(prev)
+                try:
+                    value = self._chosen(prev)
+                except StoreError:
+                    value = None  # no continuation across midnight during an outage
                 if value is None:
                     self._absent = {prev: at + RECHECK}
                     return None
@@ -172,11 +201,13 @@ class KeyRing:
             values["rotation"] = self._t.rotation
         return values
 
-    def _load_or_create(self, period: dt.date, now: dt.datetime) -> tuple[bytes, bool]:
+    def _load_or_create(
+        self, period: dt.date, now: dt.datetime, offer: bytes | None = None
+    ) -> tuple[bytes, bool]:
         existing = self._chosen(period)
         if existing is not None:
             return existing, False
-        candidate = secrets.token_bytes(SALT_BYTES).hex()
+        candidate = (offer or secrets.token_bytes(SALT_BYTES)).hex()
         columns: dict[str, pa.Array] = {
             self._t.period_column: pa.array([period], pa.date32()),
             self._t.value_column: pa.array([candidate], pa.string()),
@@ -264,7 +295,16 @@ class KeyRing:
         """Destroy expired keys at most once per period boundary; cheap on the hot path."""
         if self._next_maintenance is not None and now < self._next_maintenance:
             return
-        self.destroy_expired(now)
+        try:
+            self.destroy_expired(now)
+        except StoreError as exc:
+            log.warning(
+                "expired %ss could not be destroyed yet (%s); retrying in a minute",
+                self._t.kind,
+                type(exc).__name__,
+            )
+            self._next_maintenance = now + dt.timedelta(minutes=1)
+            return
         self._next_maintenance = self.period_end(self.period_of(now)) + self.grace
 
 

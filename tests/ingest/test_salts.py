@@ -8,12 +8,13 @@ import logging
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from ingest.salts import SALT_BYTES, SaltKeeper, lingering_parts
-from store.base import Store
+from store.base import Store, StoreUnavailable
 
 DAY = dt.date(2026, 3, 14)
 NOON = dt.datetime(2026, 3, 14, 12, 0, tzinfo=dt.UTC)
@@ -200,3 +201,59 @@ def test_migration_to_partitioned_salts_keeps_the_current_salt(engine_dir: Path)
     finally:
         s.command(f"DROP DATABASE IF EXISTS {url.rsplit('=', 1)[-1]}")
         s.close()
+
+
+class OutageStore:
+    """The real store, made unreachable on demand (as when ClickHouse is down)."""
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store
+        self.url = store.url
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise StoreUnavailable("the store is down (test)")
+
+    def query(self, sql: str, params: Any = None, settings: Any = None) -> Any:
+        self._check()
+        return self.inner.query(sql, params, settings)
+
+    def command(self, sql: str, params: Any = None, settings: Any = None) -> None:
+        self._check()
+        self.inner.command(sql, params, settings)
+
+    def insert(self, table: str, data: Any, dedup_token: str | None = None) -> None:
+        self._check()
+        self.inner.insert(table, data, dedup_token)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_store_outage_gives_a_provisional_salt_that_becomes_the_days_salt(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    flaky = OutageStore(store)
+    keeper = SaltKeeper(flaky, grace=GRACE)  # type: ignore[arg-type]
+    flaky.down = True
+    with caplog.at_level(logging.WARNING, logger="firstparty.salts"):
+        provisional = keeper.key(NOON)
+        keeper.maintain(NOON)  # cannot destroy now: retried later, no exception
+    assert "provisional" in caplog.text and provisional.hex() not in caplog.text
+    assert keeper.key(NOON + dt.timedelta(seconds=30)) == provisional  # still down
+    flaky.down = False
+    # Back up: the provisional salt is offered to the store and, being the only one, chosen.
+    assert keeper.key(NOON + dt.timedelta(seconds=45)) == provisional
+    assert salts_in_store(store) == [(DAY, provisional.hex())]
+    assert SaltKeeper(store).key(NOON) == provisional  # other collectors agree
+
+
+def test_store_outage_defers_to_a_salt_another_collector_made(store: Store) -> None:
+    existing = SaltKeeper(store).key(NOON)
+    flaky = OutageStore(store)
+    keeper = SaltKeeper(flaky, grace=GRACE)  # type: ignore[arg-type]
+    flaky.down = True
+    assert keeper.key(NOON) != existing
+    flaky.down = False
+    assert keeper.key(NOON + dt.timedelta(seconds=11)) == existing
