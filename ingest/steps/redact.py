@@ -12,9 +12,16 @@ from collections import Counter
 
 # Order matters: an email contains digits, a UUID looks like a token.
 _PATTERN = re.compile(
-    r"(?P<email>[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,})"
+    # RFC 5322 local-part characters except "/" (a path separator in URLs).
+    r"(?P<email>[A-Za-z0-9!#$%&'*+=?^_`{|}~.\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*"
+    r"\.[A-Za-z][A-Za-z0-9\-]{1,62})"
     r"|(?P<uuid>\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b)"
-    r"|(?P<ipv6>(?<![0-9A-Fa-f:])(?:[0-9A-Fa-f]{1,4}:){2,7}:?[0-9A-Fa-f]{1,4}(?![0-9A-Fa-f:]))"
+    # IPv6: the full eight groups, or a compressed form with "::" (6+ characters, so C++-style
+    # "std::x" survives), optionally with a dotted IPv4 tail (::ffff:192.0.2.1).
+    r"|(?P<ipv6>(?<![0-9A-Fa-f:.])(?:(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}"
+    r"|(?=[0-9A-Fa-f:.]{6,})(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)?::"
+    r"(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4})*)?(?::?\d{1,3}(?:\.\d{1,3}){3})?)"
+    r"(?![0-9A-Fa-f:.]))"
     r"|(?P<ipv4>(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.]))"
     r"|(?P<jwt>\beyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,})"
     # A run of letters and digits of 20+ characters that mixes both (hex, base64, API keys).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -397,3 +398,31 @@ def test_any_input_is_accepted_or_dropped_with_a_known_reason_and_allow_listed_v
     assert "?" not in event.referrer
     assert event.channel in CHANNELS
     assert "not-an-ip" not in repr(event.to_dict())
+
+
+surrounding = st.text(alphabet=st.characters(codec="utf-8"), max_size=20).map(lambda s: s + " ")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.emails().filter(lambda e: "/" not in e.split("@")[0]),
+    surrounding,
+    surrounding,
+)
+def test_redaction_removes_any_email(email: str, before: str, after: str) -> None:
+    redactor = Redactor()
+    out = redactor.text(f"{before}{email} {after}")
+    assert email not in out
+    assert redactor.counts["email"] >= 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.ip_addresses(v=4), st.ip_addresses(v=6), st.integers(10_000, 10**15))
+def test_redaction_removes_addresses_and_long_numbers(
+    v4: ipaddress.IPv4Address, v6: ipaddress.IPv6Address, number: int
+) -> None:
+    redactor = Redactor()
+    out = redactor.text(f"/a/{v4}/b/{v6}/order/{number}/x")
+    assert str(v4) not in out and str(number) not in out
+    if len(str(v6)) >= 6:  # "::" and "::1" are not anybody's address
+        assert str(v6) not in out
