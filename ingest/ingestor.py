@@ -1,10 +1,11 @@
 """Hits in, durable anonymised events out: runs the pipeline and appends to the spool.
 
-Group commit: the requests that arrive while a flush is in flight wait together; the next flush
-runs the pipeline for all of their hits, appends the events with one write and one fsync, and
-then answers every one of them. So at low load a request costs one fsync, and at high load one
-fsync covers many requests; the event loop only parses HTTP, and a request is answered only after
-the fsync that covers its events: a 202 is a promise.
+Group commit in two stages, each with its own thread: the requests that arrive while the
+pipeline thread is busy are processed together next; their events wait for the spool thread,
+which appends everything waiting with one write and one fsync, then answers those requests. So
+at low load a request costs one fsync, at high load one fsync covers many requests, and one
+group's fsync overlaps the next group's pipeline. The event loop only parses HTTP, and a request
+is answered only after the fsync that covers its events: a 202 is a promise.
 
 When the spool is at its quota a request gets `SpoolFull`, and when a step failed (not a
 judgement on the event, e.g. the store did not answer) `IngestUnavailable`: nothing of that
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 from ingest.hit import Hit
 from ingest.pipeline import Dropped, Pipeline
-from ingest.spool import SpoolFull, SpoolWriter, encode
+from ingest.spool import SpoolWriter, encode
 
 # A step raised (e.g. the store holding the salts did not answer): the event was not judged, so
 # it is neither acknowledged nor counted as stored. The client is asked to retry instead.
@@ -38,10 +39,14 @@ class Ingestor:
     def __init__(self, pipeline: Pipeline, spool: SpoolWriter) -> None:
         self.pipeline = pipeline
         self.spool = spool
+        # Two stages with a thread each, so one group's fsync overlaps the next group's
+        # pipeline: requests -> pipeline (CPU) -> one write + fsync for all waiting events.
         self._pending: list[tuple[Sequence[Hit], asyncio.Future[Reasons]]] = []
-        self._task: asyncio.Task[None] | None = None
-        # One thread: the pipeline and the spool file are used by one thread at a time.
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest")
+        self._unwritten: list[tuple[list[bytes], Reasons, asyncio.Future[Reasons]]] = []
+        self._cpu_task: asyncio.Task[None] | None = None
+        self._io_task: asyncio.Task[None] | None = None
+        self._cpu = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest")
+        self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spool")
 
     def _process(self, hits: Sequence[Hit]) -> tuple[list[bytes], Reasons]:
         records: list[bytes] = []
@@ -55,73 +60,93 @@ class Ingestor:
                 reasons.append(None)
         return records, reasons
 
-    def submit_sync(self, hits: Sequence[Hit]) -> Reasons:
-        """Process hits; returns a drop reason (or None when stored) for each hit."""
-        (result,) = self._commit([hits])
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    def _commit(self, batch: list[Sequence[Hit]]) -> list[Reasons | Exception]:
-        """Run the pipeline for several requests, then one write + fsync for all their events."""
-        results: list[Reasons | Exception] = []
-        records: list[bytes] = []
-        owners: list[int] = []  # the requests whose events are in `records`
-        for index, hits in enumerate(batch):
-            got, reasons = self._process(hits)
+    def _prepare(self, batch: list[Sequence[Hit]]) -> list[tuple[list[bytes], Reasons] | Exception]:
+        out: list[tuple[list[bytes], Reasons] | Exception] = []
+        for hits in batch:
+            records, reasons = self._process(hits)
             if UNJUDGED in reasons:
                 # Nothing of the request is kept, so the client's retry cannot double anything.
-                results.append(IngestUnavailable())
-                continue
-            results.append(reasons)
-            if got:
-                records.extend(got)
-                owners.append(index)
+                out.append(IngestUnavailable())
+            else:
+                out.append((records, reasons))
+        return out
+
+    def submit_sync(self, hits: Sequence[Hit]) -> Reasons:
+        """Process hits; returns a drop reason (or None when stored) for each hit."""
+        (prepared,) = self._prepare([hits])
+        if isinstance(prepared, Exception):
+            raise prepared
+        records, reasons = prepared
         if records:
-            try:
-                self.spool.append(records)
-            except SpoolFull as exc:
-                for index in owners:
-                    results[index] = exc
-        return results
+            self.spool.append(records)
+        return reasons
 
     async def submit(self, hits: Sequence[Hit]) -> Reasons:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Reasons] = loop.create_future()
         self._pending.append((hits, waiter))
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._flush())
+        if self._cpu_task is None or self._cpu_task.done():
+            self._cpu_task = loop.create_task(self._run_pipeline())
         # Shielded: a client that disconnects does not cancel the commit of others' events.
         return await asyncio.shield(waiter)
 
-    async def _flush(self) -> None:
+    async def _run_pipeline(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                results = await loop.run_in_executor(
-                    self._executor, self._commit, [hits for hits, _ in batch]
+                prepared = await loop.run_in_executor(
+                    self._cpu, self._prepare, [hits for hits, _ in batch]
                 )
             except Exception as exc:  # noqa: BLE001 - every waiter learns; none is acknowledged
-                for _, waiter in batch:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
+                _fail([w for _, w in batch], exc)
                 continue
-            for (_, waiter), result in zip(batch, results, strict=True):
-                if waiter.done():
-                    continue
+            for (_, waiter), result in zip(batch, prepared, strict=True):
                 if isinstance(result, Exception):
-                    waiter.set_exception(result)
+                    _fail([waiter], result)
+                elif not result[0]:
+                    _done(waiter, result[1])  # all dropped: nothing to make durable
                 else:
-                    waiter.set_result(result)
+                    self._unwritten.append((result[0], result[1], waiter))
+            if self._unwritten and (self._io_task is None or self._io_task.done()):
+                self._io_task = loop.create_task(self._write())
+
+    async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._unwritten:
+            group, self._unwritten = self._unwritten, []
+            records = [record for recs, _, _ in group for record in recs]
+            try:
+                await loop.run_in_executor(self._io, self.spool.append, records)
+            except Exception as exc:  # noqa: BLE001 - SpoolFull or a disk error: no 202
+                _fail([w for _, _, w in group], exc)
+                continue
+            for _, reasons, waiter in group:
+                _done(waiter, reasons)
 
     async def tick(self) -> None:
         """Seal the open segment by age and rescan the spool's size (every ~0.1 s)."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.spool.tick)
+        await asyncio.get_running_loop().run_in_executor(self._io, self.spool.tick)
 
     async def close(self) -> None:
         """Commit what is pending, then seal the open segment."""
-        if self._task is not None:
-            await self._task
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.spool.close)
-        self._executor.shutdown(wait=True)
+        while (self._cpu_task and not self._cpu_task.done()) or (
+            self._io_task and not self._io_task.done()
+        ):
+            for task in (self._cpu_task, self._io_task):
+                if task is not None and not task.done():
+                    await task
+        await asyncio.get_running_loop().run_in_executor(self._io, self.spool.close)
+        self._cpu.shutdown(wait=True)
+        self._io.shutdown(wait=True)
+
+
+def _fail(waiters: list[asyncio.Future[Reasons]], exc: Exception) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_exception(exc)
+
+
+def _done(waiter: asyncio.Future[Reasons], reasons: Reasons) -> None:
+    if not waiter.done():
+        waiter.set_result(reasons)
