@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 import random
 import re
 import time
@@ -292,10 +293,15 @@ def scan_files(root: Path, addresses: list[str]) -> list[str]:
         texts, _, hexes = forms(address)
         needles += [(address, t.encode()) for t in texts if len(t) >= 7]
         needles += [(address, bytes.fromhex(h)) for h in hexes if len(h) >= 32]
-    for path in root.rglob("*"):
-        if not path.is_file() or "clickhouse" in path.parts:
+    # os.walk, not rglob: spool files come and go while we look (errors are skipped).
+    paths = [Path(d) / f for d, _, files in os.walk(root) for f in files]
+    for path in paths:
+        if "clickhouse" in path.parts:
             continue
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # a spool segment the writer just drained
+            continue
         for address, needle in needles:
             if needle in data:
                 found.append(f"{address} in {path}")
