@@ -43,6 +43,7 @@ VISIT_ROLLUP: dict[str, str] = {
 }
 
 _LOCK = threading.Lock()
+CHUNK_DAYS = 3  # days folded per statement: each one stays well inside its cap
 # Folding is a one-off write per closed day (a first backfill may cover a month), so it gets
 # a longer cap than a dashboard read.
 FINALIZE_SETTINGS: dict[str, object] = {
@@ -159,63 +160,73 @@ def finalize(
         ]
         if not todo:
             return []
-        pairs = ", ".join(f"('{k}', {c})" for k, c in VISIT_ROLLUP.items())
-        inner = merged_sessions_sql(
-            "{s:String}", "{a:DateTime64(3, 'UTC')}", "{b:DateTime64(3, 'UTC')}"
-        )
-        store.command(
-            "INSERT INTO visits_daily (site_id, day, dimension, value, visitors, visits, bounces, "
-            "duration_ms, pageviews, events, finalized_at) "
-            "SELECT {s:String}, toDate(s_start) AS d, dv.1 AS dimension, dv.2 AS value, "
-            "uniqCombined64State(12)(s_visitor_id), count(), "
-            "countIf(s_pageviews = 1 AND s_interactive = 0), sum(s_duration_ms), "
-            "sum(s_pageviews), sum(s_events), now64(3) "
-            f"FROM ({inner.replace('{extra}', '')}) ARRAY JOIN [{pairs}] AS dv "
-            "WHERE d IN {days:Array(Date)} GROUP BY d, dimension, value",
-            {
-                "s": site,
-                "a": _midnight(todo[0]),
-                "b": _midnight(todo[-1] + dt.timedelta(days=1)),
-                "days": todo,
-            },
-            FINALIZE_SETTINGS,
-        )
-        columns = ", ".join(
-            [
-                "session_id",
-                "s_visitor_id",
-                "s_start",
-                "s_pageviews",
-                "s_events",
-                "s_interactive",
-                "s_duration_ms",
-                "s_entry_page",
-                "s_exit_page",
-                *(f"s_{c}" for c in VISIT_COLUMNS),
-            ]
-        )
-        # Ordered, with a token: two workers folding the same days at once write identical
-        # blocks, which the table stores once.
-        store.command(
-            f"INSERT INTO visit_facts (site_id, day, {columns}, finalized_at) "
-            f"SELECT {{s:String}}, toDate(s_start) AS d, {columns}, now64(3) "
-            f"FROM ({inner.replace('{extra}', '')}) WHERE d IN {{days:Array(Date)}} "
-            "ORDER BY d, session_id",
-            {
-                "s": site,
-                "a": _midnight(todo[0]),
-                "b": _midnight(todo[-1] + dt.timedelta(days=1)),
-                "days": todo,
-            },
-            {
-                **FINALIZE_SETTINGS,
-                "insert_deduplication_token": f"visit_facts:{site}:{todo[0]}:{todo[-1]}",
-            },
-        )
-        store.command(
-            "INSERT INTO visits_daily_done (site_id, day, finalized_at) "
-            "SELECT {s:String}, arrayJoin({days:Array(Date)}), now64(3)",
-            {"s": site, "days": todo},
-            FINALIZE_SETTINGS,
-        )
+        for chunk in _chunks(todo, CHUNK_DAYS):
+            _fold(store, site, chunk, timeout)
         return todo
+
+
+def _chunks(days: list[dt.date], size: int) -> list[list[dt.date]]:
+    """Runs of consecutive days, at most `size` long."""
+    out: list[list[dt.date]] = []
+    for day in days:
+        if out and len(out[-1]) < size and out[-1][-1] + dt.timedelta(days=1) == day:
+            out[-1].append(day)
+        else:
+            out.append([day])
+    return out
+
+
+def _fold(store: Store, site: str, days: list[dt.date], timeout: dt.timedelta) -> None:
+    """Fold consecutive closed `days` from their events (the primary key finds them): the
+    visits starting on them, read from a timeout before the first to a day after the last
+    (a visit running on for more than a day is cut there)."""
+    pairs = ", ".join(f"('{k}', {c})" for k, c in VISIT_ROLLUP.items())
+    inner = live_sessions_sql(
+        "{s:String}",
+        "{since:DateTime64(3, 'UTC')}",
+        "{a:DateTime64(3, 'UTC')}",
+        "{b:DateTime64(3, 'UTC')}",
+    ).replace("{extra}", " AND timestamp < {c:DateTime64(3, 'UTC')}")
+    a = _midnight(days[0])
+    b = _midnight(days[-1] + dt.timedelta(days=1))
+    params = {"s": site, "since": a - timeout, "a": a, "b": b, "c": b + dt.timedelta(days=1)}
+    store.command(
+        "INSERT INTO visits_daily (site_id, day, dimension, value, visitors, visits, bounces, "
+        "duration_ms, pageviews, events, finalized_at) "
+        "SELECT {s:String}, toDate(s_start) AS d, dv.1 AS dimension, dv.2 AS value, "
+        "uniqCombined64State(12)(s_visitor_id), count(), "
+        "countIf(s_pageviews = 1 AND s_interactive = 0), sum(s_duration_ms), "
+        "sum(s_pageviews), sum(s_events), now64(3) "
+        f"FROM ({inner}) ARRAY JOIN [{pairs}] AS dv GROUP BY d, dimension, value",
+        params,
+        FINALIZE_SETTINGS,
+    )
+    columns = ", ".join(
+        [
+            "session_id",
+            "s_visitor_id",
+            "s_start",
+            "s_pageviews",
+            "s_events",
+            "s_interactive",
+            "s_duration_ms",
+            "s_entry_page",
+            "s_exit_page",
+            *(f"s_{c}" for c in VISIT_COLUMNS),
+        ]
+    )
+    # Ordered, with a token: two workers folding the same days at once write identical
+    # blocks, which the table stores once.
+    store.command(
+        f"INSERT INTO visit_facts (site_id, day, {columns}, finalized_at) "
+        f"SELECT {{s:String}}, toDate(s_start) AS d, {columns}, now64(3) "
+        f"FROM ({inner}) ORDER BY d, session_id",
+        params,
+        {**FINALIZE_SETTINGS, "insert_deduplication_token": f"visit_facts:{site}:{a}:{b}"},
+    )
+    store.command(
+        "INSERT INTO visits_daily_done (site_id, day, finalized_at) "
+        "SELECT {s:String}, arrayJoin({days:Array(Date)}), now64(3)",
+        {"s": site, "days": days},
+        FINALIZE_SETTINGS,
+    )
