@@ -299,6 +299,8 @@ def scan_files(root: Path, addresses: list[str]) -> list[str]:
         if "clickhouse" in path.parts:
             continue
         try:
+            if not path.is_file():  # sockets (the admin socket) are not files to read
+                continue
             data = path.read_bytes()
         except FileNotFoundError:  # a spool segment the writer just drained
             continue
