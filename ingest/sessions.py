@@ -228,7 +228,7 @@ class Sessionizer:
         self._open = {k: s for k, s in self._open.items() if s.last_ms >= cutoff}
 
     def restore(self, rows: list[dict[str, Any]]) -> int:
-        """Merge sessions from the store (rows of LOOKUP_SESSIONS_SQL or RECENT_SESSIONS_SQL).
+        """Merge sessions from the store (rows of LOOKUP_SESSIONS_SQL).
 
         The latest session of a visitor wins, whether it was known here or read from the store.
         """
@@ -248,19 +248,6 @@ class Sessionizer:
                 self._open[key] = session
                 loaded += 1
         return loaded
-
-
-def _recent_sessions_sql() -> str:
-    # Column names come from VISIT_ATTRIBUTES, never from input.
-    attributes = ", ".join(f"any({a}) AS {a}" for a in VISIT_ATTRIBUTES)
-    return (
-        "SELECT site_id, session_id, any(visitor_id) AS visitor_id, max(end) AS last_seen, "
-        f"{attributes} FROM sessions GROUP BY site_id, session_id "
-        "HAVING last_seen >= {since:DateTime64(3, 'UTC')}"
-    )
-
-
-RECENT_SESSIONS_SQL = _recent_sessions_sql()
 
 
 def _lookup_sessions_sql() -> str:

@@ -232,18 +232,6 @@ class Writer:
         self._seq = 0
         spool_dir.mkdir(parents=True, exist_ok=True)
 
-    # Kept for callers of the first cut.
-    @property
-    def inserted(self) -> int:
-        return self.stats.rows
-
-    @property
-    def errors(self) -> int:
-        return self.stats.errors
-
-    def restore(self, now: dt.datetime) -> None:
-        """Sessions are looked up in the store per batch; nothing to preload."""
-
     @property
     def state(self) -> str:
         if self.stats.consecutive_errors:
