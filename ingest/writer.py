@@ -423,6 +423,9 @@ class Writer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=budget)
+        if self.busy:
+            log.warning("writer: an insert is still running at the deadline; the spool keeps it")
+            return False
         try:
             self.drain_once(force=True, deadline=deadline)
         except StoreError as exc:
@@ -430,6 +433,11 @@ class Writer:
             return False
         left = usage(self.spool_dir).segments
         return left == 0
+
+    @property
+    def busy(self) -> bool:
+        """Whether the loop is still inside a drain (e.g. an insert into a hung store)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def spool_usage(self) -> dict[str, float]:
         spooled = usage(self.spool_dir)
