@@ -195,3 +195,23 @@ def test_v1_endpoints(api: Any) -> None:
         "/api/v1/stats/breakdown", headers=key, params={**custom, "property": "visit:planet"}
     )
     assert bad.status_code == 400 and bad.json()["error"].startswith("`property`")
+
+
+def test_realtime_counts_the_last_five_minutes(api: Any, store: Store) -> None:
+    import datetime as dt
+
+    from ingest.sessions import Sessionizer
+    from ingest.writer import insert_events
+
+    client, key, _ = api
+    now = dt.datetime.now(dt.UTC)
+    recent = [
+        fx.event(501, now - dt.timedelta(minutes=1), "pageview", "/", fx.GOOGLE),
+        fx.event(502, now - dt.timedelta(minutes=2), "pageview", "/pricing", fx.HN),
+        fx.event(503, now - dt.timedelta(minutes=20), "pageview", "/", fx.HN),  # too old
+    ]
+    insert_events(store, recent, Sessionizer(), token="realtime")
+    realtime = client.get(
+        "/api/v1/stats/realtime/visitors", headers=key, params={"site_id": fx.SITE}
+    )
+    assert realtime.json() == 2
