@@ -46,6 +46,7 @@ def worker_snapshot(ingestor: Ingestor, alive: bool = True) -> dict[str, Any]:
                 "reason", sorted(dict(ingestor.pipeline.dropped).items())
             ),
             "firstparty_spool_rejected_total": [metrics.counter(spool.rejected)],
+            "firstparty_requests_unavailable_total": [metrics.counter(ingestor.unavailable)],
             "firstparty_spool_fsyncs_total": [metrics.counter(spool.fsyncs)],
         },
     }

@@ -86,6 +86,9 @@ COUNTERS = {
     "firstparty_events_accepted_total": "Events accepted and durably spooled (202).",
     "firstparty_events_dropped_total": "Well-formed events dropped on purpose, by reason.",
     "firstparty_spool_rejected_total": "Requests answered 503 because the spool reached its quota.",
+    "firstparty_requests_unavailable_total": (
+        "Requests answered 503 because a pipeline step failed (e.g. the store did not answer)."
+    ),
     "firstparty_spool_fsyncs_total": "Spool fsyncs (group commits) by the HTTP workers.",
     "firstparty_writer_rows_total": "Events inserted into the store by the writer.",
     "firstparty_writer_batches_total": "Batches inserted into the store by the writer.",

@@ -39,6 +39,7 @@ class Ingestor:
     def __init__(self, pipeline: Pipeline, spool: SpoolWriter) -> None:
         self.pipeline = pipeline
         self.spool = spool
+        self.unavailable = 0  # requests answered 503 because a step failed
         # Two stages with a thread each, so one group's fsync overlaps the next group's
         # pipeline: requests -> pipeline (CPU) -> one write + fsync for all waiting events.
         self._pending: list[tuple[Sequence[Hit], asyncio.Future[Reasons]]] = []
@@ -66,6 +67,7 @@ class Ingestor:
             records, reasons = self._process(hits)
             if UNJUDGED in reasons:
                 # Nothing of the request is kept, so the client's retry cannot double anything.
+                self.unavailable += 1
                 out.append(IngestUnavailable())
             else:
                 out.append((records, reasons))

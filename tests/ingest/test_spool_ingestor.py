@@ -90,6 +90,7 @@ def test_a_failed_step_keeps_nothing_of_its_request_only(tmp_path: Path) -> None
 
     first, failed, last = asyncio.run(main())
     assert isinstance(failed, IngestUnavailable)
+    assert ingestor.unavailable == 1
     assert first == [None] and last == [None]
     assert sorted(spooled(tmp_path)) == ["/p1", "/p4"]
 
