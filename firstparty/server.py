@@ -39,6 +39,9 @@ from starlette.applications import Starlette
 
 from firstparty import metrics
 from firstparty.config import Config
+from ingest.devices import DeviceKeys
+from ingest.salts import SaltKeeper
+from ingest.steps.identity import Identity
 from ingest.writer import FAULT_FILE, DedupSettingsMissing, Writer, check_dedup_settings
 from store import connect, open_owner
 from store import schema as schema_mod
@@ -51,6 +54,9 @@ log = logging.getLogger("firstparty.server")
 WORKER_STOP_BUDGET = 15.0  # seconds for workers to finish their requests
 WRITER_STOP_BUDGET = 10.0  # then seconds for the final insert; the total stays under 30 s
 REPORT_INTERVAL = 0.5
+# Expired salts and device keys are destroyed on schedule even when no traffic arrives (the
+# pipeline also destroys them on the first hit after a boundary).
+KEY_MAINTENANCE_INTERVAL = 60.0
 
 
 def schema_values(config: Config) -> dict[str, int]:
@@ -235,6 +241,8 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
         flush=True,
     )
     last_report = 0.0
+    keys = key_maintenance(config, store) if owner else None
+    last_maintenance = 0.0
     try:
         while not stopping.is_set():
             if admin_task is not None and admin_task.done():
@@ -262,6 +270,9 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
             if time.monotonic() - last_report >= REPORT_INTERVAL:
                 last_report = time.monotonic()
                 await asyncio.to_thread(report_writer, config, writer)
+            if keys is not None and time.monotonic() - last_maintenance >= KEY_MAINTENANCE_INTERVAL:
+                last_maintenance = time.monotonic()
+                await asyncio.to_thread(keys.maintain, dt.datetime.now(dt.UTC))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), 0.2)
     finally:
@@ -283,6 +294,14 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(admin_task, 5)
             admin_socket(config).unlink(missing_ok=True)
+
+
+def key_maintenance(config: Config, store: Store) -> Identity:
+    """The salts and device keys of this store, for their scheduled destruction."""
+    grace = dt.timedelta(minutes=config.privacy.session_timeout_minutes)
+    return Identity(
+        SaltKeeper(store, grace), DeviceKeys(store, config.privacy.visitor_id_rotation, grace)
+    )
 
 
 def _stop_workers(workers: list[BaseProcess]) -> None:

@@ -68,7 +68,9 @@ class Identity:
         return visitor_hash(salt, hit.domain, _ip_text(hit.ip), hit.user_agent)
 
     def maintain(self, now: dt.datetime) -> None:
-        """Destroy expired salts and device keys (also run by the pipeline on traffic)."""
-        self.salts.destroy_expired(now)
+        """Destroy expired salts and device keys (the server runs this on a timer; the
+        pipeline also does on the first hit after a boundary). A store error is logged and
+        retried later, never raised."""
+        self.salts.maintain(now)
         if self.devices is not None:
-            self.devices.destroy_expired(now)
+            self.devices.maintain(now)
