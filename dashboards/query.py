@@ -54,6 +54,8 @@ QUERY_SETTINGS: dict[str, Any] = {
     "max_execution_time": 10,
     "max_memory_usage": 2_000_000_000,
     "timeout_overflow_mode": "throw",
+    # a large GROUP BY spills to disk instead of failing at the memory cap
+    "max_bytes_before_external_group_by": 1_000_000_000,
 }
 MAX_ROWS = 100_000  # breakdown rows read back per query (the top ones by visitors)
 MAX_LIMIT = 10_000

@@ -43,12 +43,13 @@ VISIT_ROLLUP: dict[str, str] = {
 }
 
 _LOCK = threading.Lock()
-CHUNK_DAYS = 3  # days folded per statement: each one stays well inside its cap
+CHUNK_DAYS = 1  # days folded per statement: each one stays well inside its caps
 # Folding is a one-off write per closed day (a first backfill may cover a month), so it gets
 # a longer cap than a dashboard read.
 FINALIZE_SETTINGS: dict[str, object] = {
     "max_execution_time": 120,
     "max_memory_usage": 2_000_000_000,
+    "max_bytes_before_external_group_by": 1_000_000_000,  # spill to disk rather than fail
 }
 
 
