@@ -37,6 +37,7 @@ from typing import IO, Any
 import uvicorn
 from starlette.applications import Starlette
 
+from dashboards.rollups import finalize
 from firstparty import metrics
 from firstparty.config import Config
 from ingest.devices import DeviceKeys
@@ -57,6 +58,9 @@ REPORT_INTERVAL = 0.5
 # Expired salts and device keys are destroyed on schedule even when no traffic arrives (the
 # pipeline also destroys them on the first hit after a boundary).
 KEY_MAINTENANCE_INTERVAL = 60.0
+# Closed days are folded into the visit rollups in the background, so the first dashboard
+# request of a day does not pay for it (the query layer still folds on demand if needed).
+FOLD_INTERVAL = 300.0
 
 
 def schema_values(config: Config) -> dict[str, int]:
@@ -243,6 +247,7 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
     last_report = 0.0
     keys = key_maintenance(config, store) if owner else None
     last_maintenance = 0.0
+    folding = asyncio.create_task(fold_closed_days(config, store, stopping)) if owner else None
     try:
         while not stopping.is_set():
             if admin_task is not None and admin_task.done():
@@ -277,6 +282,8 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
                 await asyncio.wait_for(stopping.wait(), 0.2)
     finally:
         print("firstparty: stopping; flushing the spool into the store...", flush=True)
+        if folding is not None:
+            folding.cancel()
         # Off the event loop: the admin socket it serves must keep answering the workers'
         # store calls while they finish their last requests.
         await asyncio.to_thread(_stop_workers, workers)
@@ -294,6 +301,30 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(admin_task, 5)
             admin_socket(config).unlink(missing_ok=True)
+
+
+async def fold_closed_days(config: Config, store: Store, stopping: asyncio.Event) -> None:
+    """Fold every site's closed days into the visit rollups, now and every FOLD_INTERVAL."""
+    timeout = dt.timedelta(minutes=config.privacy.session_timeout_minutes)
+    retention = config.privacy.raw_retention_days
+    while not stopping.is_set():
+        now = dt.datetime.now(dt.UTC)
+        for site in config.sites:
+            try:
+                await asyncio.to_thread(
+                    finalize,
+                    store,
+                    site.domain,
+                    now.date() - dt.timedelta(days=retention),
+                    now.date() + dt.timedelta(days=1),
+                    now,
+                    retention,
+                    timeout,
+                )
+            except StoreError as exc:
+                log.warning("folding closed days of %s failed: %s", site.domain, exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), FOLD_INTERVAL)
 
 
 def key_maintenance(config: Config, store: Store) -> Identity:
