@@ -15,24 +15,7 @@ import threading
 
 from dashboards.metrics import DIMENSIONS
 from store.base import Store
-
-VISIT_COLUMNS = (
-    "referrer",
-    "referrer_source",
-    "channel",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_content",
-    "utm_term",
-    "country_code",
-    "region",
-    "browser",
-    "browser_version",
-    "os",
-    "os_version",
-    "device",
-)
+from store.columns import VISIT_ATTRIBUTES
 
 # visits_daily.dimension -> merged-session column; '' is the site total.
 VISIT_ROLLUP: dict[str, str] = {
@@ -78,7 +61,7 @@ def merged_sessions_sql(site: str, start: str, end: str) -> str:
 
     `site`, `start` and `end` are bound-parameter placeholders (`{p0:String}`...).
     """
-    visit = ", ".join(f"any({c}) AS s_{c}" for c in VISIT_COLUMNS)
+    visit = ", ".join(f"any({c}) AS s_{c}" for c in VISIT_ATTRIBUTES)
     return (
         (
             "SELECT session_id, any(visitor_id) AS s_visitor_id, min(start) AS s_start, "
@@ -108,7 +91,7 @@ def live_sessions_sql(site: str, since: str, start: str, end: str) -> str:
     that margin, since its events are never further apart than the timeout, so its true
     start is seen and it is left out. Only for periods that end in the future (no visit
     continues past them). Reads two days of events instead of every stored visit."""
-    visit = ", ".join(f"argMin({c}, timestamp) AS s_{c}" for c in VISIT_COLUMNS)
+    visit = ", ".join(f"argMin({c}, timestamp) AS s_{c}" for c in VISIT_ATTRIBUTES)
     return (
         (
             "SELECT session_id, any(visitor_id) AS s_visitor_id, min(timestamp) AS s_start, "
@@ -213,7 +196,7 @@ def _fold(store: Store, site: str, days: list[dt.date], timeout: dt.timedelta) -
             "s_duration_ms",
             "s_entry_page",
             "s_exit_page",
-            *(f"s_{c}" for c in VISIT_COLUMNS),
+            *(f"s_{c}" for c in VISIT_ATTRIBUTES),
         ]
     )
     # Ordered, with a token: two workers folding the same days at once write identical

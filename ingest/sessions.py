@@ -24,27 +24,10 @@ import pyarrow.compute as pc
 
 from ingest.event import Event
 from store.base import Store
+from store.columns import VISIT_ATTRIBUTES
 
 # Visitor ids per lookup query; bounds the size of one bound parameter.
 LOOKUP_CHUNK = 20_000
-
-VISIT_ATTRIBUTES = (
-    "referrer",
-    "referrer_source",
-    "channel",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_content",
-    "utm_term",
-    "country_code",
-    "region",
-    "browser",
-    "browser_version",
-    "os",
-    "os_version",
-    "device",
-)
 
 
 @dataclass(slots=True)
