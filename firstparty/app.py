@@ -45,6 +45,9 @@ def worker_snapshot(ingestor: Ingestor, alive: bool = True) -> dict[str, Any]:
             "firstparty_events_dropped_total": metrics.labelled(
                 "reason", sorted(dict(ingestor.pipeline.dropped).items())
             ),
+            "firstparty_redactions_total": metrics.labelled(
+                "kind", sorted(dict(ingestor.pipeline.redactions).items())
+            ),
             "firstparty_spool_rejected_total": [metrics.counter(spool.rejected)],
             "firstparty_requests_unavailable_total": [metrics.counter(ingestor.unavailable)],
             "firstparty_spool_fsyncs_total": [metrics.counter(spool.fsyncs)],

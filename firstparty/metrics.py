@@ -85,6 +85,9 @@ def clear(directory: Path) -> None:
 COUNTERS = {
     "firstparty_events_accepted_total": "Events accepted and durably spooled (202).",
     "firstparty_events_dropped_total": "Well-formed events dropped on purpose, by reason.",
+    "firstparty_redactions_total": (
+        "Personal data redacted from paths, referrers, props and event names, by kind."
+    ),
     "firstparty_spool_rejected_total": "Requests answered 503 because the spool reached its quota.",
     "firstparty_requests_unavailable_total": (
         "Requests answered 503 because a pipeline step failed (e.g. the store did not answer)."

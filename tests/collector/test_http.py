@@ -222,3 +222,25 @@ def test_dropped_events_are_counted_by_reason_in_metrics(live: Server) -> None:
     ]
     assert len(counted) == 1, metrics
     assert float(counted[0].rsplit(" ", 1)[1]) >= 1
+
+
+def test_redactions_are_counted_by_kind_in_metrics(live: Server) -> None:
+    body = json.dumps(
+        {"u": "https://example.com/users/jane.doe@mail.example/edit", "d": "example.com"}
+    )
+    response = post(live, body)
+    assert response.status_code == 202
+    assert "x-dropped" not in response.headers
+    deadline = time.monotonic() + 10
+    while True:
+        metrics = httpx.get(live.url + "/metrics").text
+        counted = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith('firstparty_redactions_total{kind="email"}')
+        ]
+        if counted and float(counted[0].rsplit(" ", 1)[1]) >= 1:
+            break
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.2)
+    assert "jane.doe" not in metrics
