@@ -27,14 +27,26 @@ def address(server: Server) -> tuple[str, int]:
 
 
 def read_response(sock: socket.socket, timeout: float = 10) -> bytes:
+    """Read one whole response: the head, then as many body bytes as Content-Length says."""
     sock.settimeout(timeout)
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
-            break
+            return data
         data += chunk
-    return data
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def stored(server: Server, path: str, expect: int, timeout: float = 10) -> list[dict[str, Any]]:
