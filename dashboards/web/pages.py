@@ -228,8 +228,8 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
             shared=who.kind == "share",
         )
 
-    async def site(request: Request) -> Response:
-        domain, as_json = _wants_json(request, request.path_params["domain"])
+    async def reader(request: Request, domain: str, as_json: bool) -> Principal | Response:
+        """Who may read `domain`, or the answer for a visitor who may not (401/login, 404)."""
         who = await principal(request)
         if who is None:
             if as_json:
@@ -237,6 +237,13 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
             return login_redirect(request)
         if config.site(domain) is None or not who.can_read(domain):
             return _error(request, 404, f"There is no site {domain!r} you can read.", as_json)
+        return who
+
+    async def site(request: Request) -> Response:
+        domain, as_json = _wants_json(request, request.path_params["domain"])
+        who = await reader(request, domain, as_json)
+        if isinstance(who, Response):
+            return who
         return await _site_page(request, domain, who, as_json, f"/sites/{quote(domain)}")
 
     async def _csv_query(
@@ -282,20 +289,16 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
 
     async def site_csv(request: Request) -> Response:
         domain = request.path_params["domain"]
-        who = await principal(request)
-        if who is None:
-            return _error(request, 401, "log in, or send an API key", True)
-        if config.site(domain) is None or not who.can_read(domain):
-            return _error(request, 404, f"There is no site {domain!r} you can read.", True)
+        who = await reader(request, domain, True)
+        if isinstance(who, Response):
+            return who
         return await _csv(request, domain)
 
     async def site_realtime(request: Request) -> Response:
         domain = request.path_params["domain"]
-        who = await principal(request)
-        if who is None:
-            return _error(request, 401, "log in, or send an API key", True)
-        if config.site(domain) is None or not who.can_read(domain):
-            return _error(request, 404, f"There is no site {domain!r} you can read.", True)
+        who = await reader(request, domain, True)
+        if isinstance(who, Response):
+            return who
         return JSONResponse({"visitors": await stats.current_visitors(store, config, domain)})
 
     # -- share links -------------------------------------------------------------------------
