@@ -106,10 +106,6 @@ class RemoteStore:
         }
         self._post("/store/insert", content=table_to_ipc(data), headers=headers)
 
-    def call(self, path: str, payload: Mapping[str, Any]) -> Any:
-        """A non-store admin call (for CLI commands the server runs on the engine's behalf)."""
-        return self._post(path, json=dict(payload)).json()
-
     def close(self) -> None:
         self._http.close()
 
