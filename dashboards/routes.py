@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from dashboards.api import query_routes
+from dashboards.api import Clock, query_routes
 from dashboards.api_v1 import v1_routes
 from dashboards.privacy.pages import privacy_routes
 from dashboards.security import secured
@@ -13,13 +13,13 @@ from firstparty.config import Config
 from store.aio import AsyncStore
 
 
-def routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
+def routes(config: Config, store: AsyncStore, clock: Clock | None = None) -> list[BaseRoute]:
     # Security headers (CSP, nosniff, no framing, no-store) on every dashboard response.
     return secured(
         [
-            *query_routes(config, store),
-            *v1_routes(config, store),
+            *query_routes(config, store, clock),
+            *v1_routes(config, store, clock),
             *privacy_routes(config, store),
-            *web_routes(config, store),
+            *web_routes(config, store, clock),
         ]
     )

@@ -120,7 +120,7 @@ def build_app(
 
     routes = [
         *event_routes(config, ingestor, clock),
-        *dashboard_routes(config, astore),
+        *dashboard_routes(config, astore, clock),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
     ]

@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from dashboards.api import Clock
 from dashboards.auth import CSRF_FIELD, LOGIN_COOKIE, Auth, Principal, get_auth
 from dashboards.shares import ShareLink, create_share, list_shares, revoke_share, share_for_token
 from dashboards.users import (
@@ -100,11 +101,10 @@ def _local_next(value: str | None) -> str:
     return "/"
 
 
-def _today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
+def web_routes(config: Config, store: AsyncStore, clock: Clock | None = None) -> list[BaseRoute]:
+    def now() -> dt.datetime:
+        return clock() if clock else dt.datetime.now(dt.UTC)
 
-
-def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
     def auth() -> Auth:
         return get_auth(config, store)
 
@@ -196,8 +196,8 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
             if as_json:
                 return _error(request, 401, "log in, or send an API key", True)
             return login_redirect(request)
-        today = _today()
-        lines = await asyncio.gather(*(sparkline(store, config, d, today) for d in who.sites))
+        asked = now()
+        lines = await asyncio.gather(*(sparkline(store, config, d, asked) for d in who.sites))
         sites = [
             {**line, "name": _site_name(config, domain)}
             for domain, line in zip(who.sites, lines, strict=True)
@@ -210,7 +210,7 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
     async def _site_page(
         request: Request, site: str, who: Principal, as_json: bool, base: str
     ) -> Response:
-        state = parse_state(dict(request.query_params), _today())
+        state = parse_state(dict(request.query_params), now())
         try:
             view = await site_view(store, config, site, state)
         except StoreError:
@@ -260,6 +260,7 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
                 "filters": state.v2_filters(),
                 "pagination": {"limit": 10000, "offset": 0},
             },
+            state.now,
         )
 
     async def _csv(request: Request, site: str) -> Response:
@@ -269,7 +270,7 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
             return _error(
                 request, 400, "`dimension`: choose one of " + ", ".join(sorted(known)), True
             )
-        state = parse_state(dict(request.query_params), _today())
+        state = parse_state(dict(request.query_params), now())
         metrics = GOAL_CSV_METRICS if dimension == GOALS.dimension else CSV_METRICS
         try:
             response = await _csv_query(site, state, dimension, metrics)
@@ -299,12 +300,12 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
         who = await reader(request, domain, True)
         if isinstance(who, Response):
             return who
-        return JSONResponse({"visitors": await stats.current_visitors(store, config, domain)})
+        return JSONResponse({"visitors": await stats.current_visitors(store, domain, now())})
 
     # -- share links -------------------------------------------------------------------------
     async def shared(request: Request) -> tuple[ShareLink | None, str]:
         token, _ = _wants_json(request, request.path_params["token"])
-        link = await store.sync_call(share_for_token, token, dt.datetime.now(dt.UTC))
+        link = await store.sync_call(share_for_token, token, now())
         if link is not None and config.site(link.site_id) is None:
             link = None
         return link, token
@@ -327,7 +328,7 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
         link, _ = await shared(request)
         if link is None:
             return _error(request, 404, "This share link is unknown, revoked or expired.", True)
-        return JSONResponse({"visitors": await stats.current_visitors(store, config, link.site_id)})
+        return JSONResponse({"visitors": await stats.current_visitors(store, link.site_id, now())})
 
     # -- managing share links (admins) -----------------------------------------------------
     async def _admin_for(request: Request) -> tuple[Principal | None, str, Response | None]:
@@ -345,13 +346,13 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
         request: Request, who: Principal, domain: str, new_link: str = "", status: int = 200
     ) -> Response:
         links = await store.sync_call(list_shares, domain)
-        now = dt.datetime.now(dt.UTC)
+        asked = now()
         return _html(
             "shares.html",
             status,
             principal=who,
             site=domain,
-            links=[{"link": link, "expired": link.expired(now)} for link in links],
+            links=[{"link": link, "expired": link.expired(asked)} for link in links],
             new_link=new_link,
         )
 
@@ -381,7 +382,7 @@ def web_routes(config: Config, store: AsyncStore) -> list[BaseRoute]:
         if days:
             if not days.isdigit() or not 1 <= int(days) <= 3650:
                 return _error(request, 400, "Expiry must be a number of days (1-3650).", False)
-            expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=int(days))
+            expires = now() + dt.timedelta(days=int(days))
         token, _link = await store.sync_call(
             create_share, domain, who.email, form.get("label", "")[:200], expires
         )

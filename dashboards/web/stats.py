@@ -6,6 +6,7 @@ would send, so the page and the API cannot disagree.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from dashboards import query as query_layer
@@ -17,16 +18,17 @@ Query = dict[str, Any]
 Response = dict[str, Any]
 
 
-def _answer(store: Store, config: Config, body: Query) -> Response:
-    spec = query_layer.parse_query(body, config)
-    return query_layer.run_query(store, config, spec)
+def _answer(store: Store, config: Config, body: Query, now: dt.datetime | None = None) -> Response:
+    spec = query_layer.parse_query(body, config, now)
+    return query_layer.run_query(store, config, spec, now)
 
 
-async def run(store: AsyncStore, config: Config, query: Query) -> Response:
-    """Answer a Stats API v2 query (its `site_id` already checked against the caller's sites)."""
-    return await store.sync_call(_answer, config, query)
+async def run(store: AsyncStore, config: Config, query: Query, now: dt.datetime) -> Response:
+    """Answer a Stats API v2 query (its `site_id` already checked against the caller's sites),
+    as of `now` (the page's one clock reading, so its parts agree on what "today" is)."""
+    return await store.sync_call(_answer, config, query, now)
 
 
-async def current_visitors(store: AsyncStore, config: Config, site: str) -> int:
-    """Unique visitors in the last five minutes."""
-    return await store.sync_call(query_layer.current_visitors, site)
+async def current_visitors(store: AsyncStore, site: str, now: dt.datetime) -> int:
+    """Unique visitors in the five minutes before `now`."""
+    return await store.sync_call(query_layer.current_visitors, site, now)

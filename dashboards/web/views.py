@@ -165,6 +165,7 @@ class State:
     filters: tuple[tuple[str, str], ...]  # (query name, value)
     tabs: dict[str, str]  # panel key -> tab key
     metric: str
+    now: dt.datetime  # when the page was asked for: "today", the chart's end, realtime
 
     def params(self, **changes: Any) -> dict[str, str]:
         out: dict[str, str] = {"period": self.period.key}
@@ -193,9 +194,9 @@ class State:
         return [["is", FILTERS[name][0], [value]] for name, value in self.filters]
 
 
-def parse_state(args: Mapping[str, str], today: dt.date) -> State:
+def parse_state(args: Mapping[str, str], now: dt.datetime) -> State:
     period = resolve(
-        args.get("period"), today, args.get("from"), args.get("to"), args.get("interval")
+        args.get("period"), now.date(), args.get("from"), args.get("to"), args.get("interval")
     )
     filters = tuple(
         (name, args[name][:500]) for name in FILTERS if name in args and args[name] != ""
@@ -211,6 +212,7 @@ def parse_state(args: Mapping[str, str], today: dt.date) -> State:
         filters=filters,
         tabs=tabs,
         metric=metric if metric in CHART_METRICS else "visitors",
+        now=now,
     )
 
 
@@ -227,8 +229,10 @@ def _query(site: str, period: Period, state: State, **extra: Any) -> dict[str, A
 
 async def _top_stats(store: AsyncStore, config: Config, site: str, state: State) -> dict[str, Any]:
     names = [name for name, _ in TOP_STATS]
-    now_q = stats.run(store, config, _query(site, state.period, state, metrics=names))
-    prev_q = stats.run(store, config, _query(site, state.period.previous(), state, metrics=names))
+    now_q = stats.run(store, config, _query(site, state.period, state, metrics=names), state.now)
+    prev_q = stats.run(
+        store, config, _query(site, state.period.previous(), state, metrics=names), state.now
+    )
     now, before = await asyncio.gather(now_q, prev_q)
     current = dict(zip(names, map(_clean, now["results"][0]["metrics"]), strict=True))
     previous = dict(zip(names, map(_clean, before["results"][0]["metrics"]), strict=True))
@@ -279,16 +283,21 @@ async def _chart(store: AsyncStore, config: Config, site: str, state: State) -> 
     dim = f"time:{state.period.interval}"
     metrics = list(CHART_METRICS)
     # The future has no visitors yet: the chart stops at the current bucket.
-    now = dt.datetime.now(dt.UTC)
-    points = [p for p in buckets(state.period) if p <= now] or buckets(state.period)[:1]
+    points = [p for p in buckets(state.period) if p <= state.now] or buckets(state.period)[:1]
     current = stats.run(
-        store, config, _query(site, state.period, state, metrics=metrics, dimensions=[dim])
+        store,
+        config,
+        _query(site, state.period, state, metrics=metrics, dimensions=[dim]),
+        state.now,
     )
     if state.compare:
         prev_period = state.period.previous()
         prev_points = buckets(prev_period)
         prev = await stats.run(
-            store, config, _query(site, prev_period, state, metrics=metrics, dimensions=[dim])
+            store,
+            config,
+            _query(site, prev_period, state, metrics=metrics, dimensions=[dim]),
+            state.now,
         )
         prev_series = _series(prev, prev_points, len(metrics))
     series = _series(await current, points, len(metrics))
@@ -325,7 +334,7 @@ async def _breakdown(
         dimensions=[tab.dimension],
         pagination={"limit": limit, "offset": 0},
     )
-    response = await stats.run(store, config, query)
+    response = await stats.run(store, config, query, state.now)
     rows = []
     top = max((float(r["metrics"][0] or 0) for r in response["results"]), default=0.0)
     name = tab.dimension.split(":", 1)[1]
@@ -364,9 +373,9 @@ _METRIC_LABELS = {
 }
 
 
-async def realtime(store: AsyncStore, config: Config, site: str) -> int:
+async def realtime(store: AsyncStore, site: str, now: dt.datetime) -> int:
     """Current visitors: unique visitors in the last five minutes."""
-    return await stats.current_visitors(store, config, site)
+    return await stats.current_visitors(store, site, now)
 
 
 async def site_view(store: AsyncStore, config: Config, site: str, state: State) -> dict[str, Any]:
@@ -377,7 +386,7 @@ async def site_view(store: AsyncStore, config: Config, site: str, state: State) 
     jobs: list[Any] = [
         _top_stats(store, config, site, state),
         _chart(store, config, site, state),
-        realtime(store, config, site),
+        realtime(store, site, state.now),
         *[_breakdown(store, config, site, state, tab, ["visitors"]) for _, tab in panels],
     ]
     if config.goals:
@@ -455,15 +464,18 @@ async def site_view(store: AsyncStore, config: Config, site: str, state: State) 
     }
 
 
-async def sparkline(store: AsyncStore, config: Config, site: str, today: dt.date) -> dict[str, Any]:
+async def sparkline(
+    store: AsyncStore, config: Config, site: str, now: dt.datetime
+) -> dict[str, Any]:
     """A site's last 30 days: visitors per day and the total, for the site list."""
-    period = resolve("30d", today, interval="day")
-    state = State(period, False, (), {}, "visitors")
+    period = resolve("30d", now.date(), interval="day")
+    state = State(period, False, (), {}, "visitors", now)
     response = await stats.run(
         store,
         config,
         _query(site, period, state, metrics=["visitors"], dimensions=["time:day"]),
+        now,
     )
-    total = await stats.run(store, config, _query(site, period, state, metrics=["visitors"]))
+    total = await stats.run(store, config, _query(site, period, state, metrics=["visitors"]), now)
     (series,) = _series(response, buckets(period), 1)
     return {"site": site, "visitors": total["results"][0]["metrics"][0], "series": series}

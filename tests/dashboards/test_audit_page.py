@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
-from tests.dashboards.web_fixtures import Dashboard, dashboard, traffic
+from tests.dashboards.web_fixtures import NOW, Dashboard, dashboard, traffic
 
 __all__ = ["dashboard"]
 
 
 def test_audit_page_is_for_privacy_and_admin_roles(dashboard: Dashboard) -> None:
-    traffic(dashboard.store, dt.datetime.now(dt.UTC).date())
+    traffic(dashboard.store, NOW.date())
     anonymous = dashboard.client.get("/privacy/audit.json")
     assert anonymous.status_code == 401 and anonymous.json() == {"error": "login required"}
     assert dashboard.client.get("/privacy/audit", follow_redirects=False).status_code == 303

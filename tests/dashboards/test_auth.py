@@ -15,7 +15,7 @@ from dashboards.keys import create_key
 from dashboards.users import remove_user
 from dashboards.web.pages import web_routes
 from store.aio import AsyncStore
-from tests.dashboards.web_fixtures import PASSWORD, Dashboard, dashboard, serving, traffic
+from tests.dashboards.web_fixtures import NOW, PASSWORD, Dashboard, dashboard, serving, traffic
 
 __all__ = ["dashboard"]
 
@@ -42,7 +42,7 @@ def test_pages_and_data_need_a_session(dashboard: Dashboard) -> None:
 
 
 def test_login_then_logout(dashboard: Dashboard) -> None:
-    traffic(dashboard.store, dt.datetime.now(dt.UTC).date())
+    traffic(dashboard.store, NOW.date())
     c = dashboard.client
     dashboard.login("Admin@Example.com")
     cookie = next(ck for ck in c.cookies.jar if ck.name == "fp_session")
