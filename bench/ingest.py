@@ -133,7 +133,7 @@ def beacons(count: int, seed: int = 1) -> list[bytes]:
                 rng.randrange(1, 255),
             )
             ip = f"{a}.{b}.{c}.{d}"
-        body = {
+        body: dict[str, Any] = {
             "n": "pageview" if rng.random() < 0.85 else "Signup",
             "u": "https://example.com" + rng.choice(PAGES) + rng.choice(UTM),
             "d": "example.com",

@@ -6,17 +6,26 @@ against a server is the code the tests run against the embedded engine.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from store.base import Params, Rows, StoreBusy, StoreError, StoreUnavailable
 from store.url import StoreURL
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+# Clients per store, so that many calls from the threads of one process (the dashboard's
+# queries, the writer's inserts, the admin socket's callers) run side by side.
+POOL_SIZE = 4
 
 # Queries from the dashboards must never stall the engine; writers get longer.
 DEFAULT_QUERY_SETTINGS: dict[str, Any] = {"max_execution_time": 30}
@@ -55,13 +64,21 @@ def _embedded_holder(path: Path) -> str | None:
 
 
 class ClickHouseStore:
-    def __init__(self, target: StoreURL) -> None:
+    """A small pool of clients: concurrent calls (a dashboard page's dozen queries, the writer's
+    inserts) each get a client of their own instead of queueing behind one. A client is never
+    used by two threads at once: a server client's HTTP session admits one query at a time, and
+    a chDB handle keeps per-handle state (its USE database, session settings)."""
+
+    def __init__(self, target: StoreURL, pool_size: int = POOL_SIZE) -> None:
         import clickhouse_connect  # imported here: HTTP workers that never open a store skip it
 
         self.url = target.redacted()
         self.target = target
-        # chDB's engine is not safe for concurrent calls from several threads of one process.
-        self._lock = threading.Lock()
+        self._pool_size = pool_size
+        self._idle: queue.SimpleQueue[Client] = queue.SimpleQueue()
+        self._all: list[Client] = []
+        self._grow = threading.Lock()
+        self._closed = False
         try:
             if target.kind == "chdb":
                 assert target.path is not None
@@ -76,9 +93,7 @@ class ClickHouseStore:
                 target.path.mkdir(parents=True, exist_ok=True)
                 bootstrap = clickhouse_connect.get_client(interface="chdb", path=str(target.path))
                 bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {target.database}")
-                self._client = clickhouse_connect.get_client(
-                    interface="chdb", path=str(target.path), database=target.database
-                )
+                self._idle.put(self._new_client())
                 bootstrap.close()
                 _OPEN_HERE.add(target.path)
             else:
@@ -91,26 +106,64 @@ class ClickHouseStore:
                 )
                 bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {target.database}")
                 bootstrap.close()
-                self._client = clickhouse_connect.get_client(
-                    host=target.host,
-                    port=target.port,
-                    username=target.username,
-                    password=target.password,
-                    secure=target.secure,
-                    database=target.database,
-                )
+                self._idle.put(self._new_client())
         except StoreError:
             raise
         except DRIVER_ERRORS as exc:
             raise _translate(exc, self.url) from None
+
+    def _new_client(self) -> Client:
+        import clickhouse_connect
+
+        t = self.target
+        if t.kind == "chdb":
+            client = clickhouse_connect.get_client(
+                interface="chdb", path=str(t.path), database=t.database
+            )
+        else:
+            client = clickhouse_connect.get_client(
+                host=t.host,
+                port=t.port,
+                username=t.username,
+                password=t.password,
+                secure=t.secure,
+                database=t.database,
+            )
+        self._all.append(client)
+        return client
+
+    @contextlib.contextmanager
+    def _client(self) -> Iterator[Client]:
+        client = self._take()
+        try:
+            yield client
+        finally:
+            with self._grow:
+                closed = self._closed
+            if closed:
+                client.close()  # `close()` ran while this call was in flight
+            else:
+                self._idle.put(client)
+
+    def _take(self) -> Client:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._grow:
+            if self._closed:
+                raise StoreError(f"the store at {self.url} is closed")
+            if len(self._all) < self._pool_size:
+                return self._new_client()
+        return self._idle.get()  # every client is busy: wait for one to come back
 
     def query(
         self, sql: str, params: Params | None = None, settings: Mapping[str, Any] | None = None
     ) -> Rows:
         merged = {**DEFAULT_QUERY_SETTINGS, **(settings or {})}
         try:
-            with self._lock:
-                table = self._client.query_arrow(
+            with self._client() as client:
+                table = client.query_arrow(
                     sql, parameters=dict(params or {}), settings=merged, use_strings=True
                 )
         except DRIVER_ERRORS as exc:
@@ -121,10 +174,8 @@ class ClickHouseStore:
         self, sql: str, params: Params | None = None, settings: Mapping[str, Any] | None = None
     ) -> None:
         try:
-            with self._lock:
-                self._client.command(
-                    sql, parameters=dict(params or {}), settings=dict(settings or {})
-                )
+            with self._client() as client:
+                client.command(sql, parameters=dict(params or {}), settings=dict(settings or {}))
         except DRIVER_ERRORS as exc:
             raise _translate(exc, self.url) from None
 
@@ -135,14 +186,19 @@ class ClickHouseStore:
             settings["insert_deduplicate"] = 1
             settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
         try:
-            with self._lock:
-                self._client.insert_arrow(table, data, settings=settings)
+            with self._client() as client:
+                client.insert_arrow(table, data, settings=settings)
         except DRIVER_ERRORS as exc:
             raise _translate(exc, self.url) from None
 
     def close(self) -> None:
-        with self._lock:
-            self._client.close()
+        with self._grow:
+            self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 def _translate(exc: Exception, url: str) -> StoreError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,6 +14,7 @@ import pytest
 
 from store import StoreBusy, StoreError, batch, connect
 from store.base import Store
+from store.clickhouse import ClickHouseStore
 from store.remote import RemoteStore
 from store.url import parse_store_url
 from tests.conftest import Server
@@ -75,6 +77,25 @@ def exercise(store: Store) -> None:
 
 def test_contract_on_every_backend(store: Store) -> None:
     exercise(store)
+
+
+def test_calls_from_many_threads_run_side_by_side(store: Store) -> None:
+    make_table(store)
+    store.insert("contract", rows(5000))
+    assert isinstance(store, ClickHouseStore)
+    # One call holds a client (as a long dashboard query would): others still get answers.
+    with store._client():
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            sums = list(
+                pool.map(
+                    lambda i: store.query(
+                        "SELECT sum(n) FROM contract WHERE n % 8 = {i:UInt8}", {"i": i}
+                    ).scalar(),
+                    range(8),
+                    timeout=60,
+                )
+            )
+    assert sums == [sum(n for n in range(5000) if n % 8 == i) for i in range(8)]
 
 
 def test_contract_through_the_admin_socket_of_a_running_server(server: Server) -> None:
