@@ -79,6 +79,18 @@ def test_contract_on_every_backend(store: Store) -> None:
     exercise(store)
 
 
+def test_query_settings_are_applied(store: Store) -> None:
+    make_table(store)
+    store.insert("contract", rows(10))
+    sql = "SELECT k FROM contract ORDER BY k"
+    assert len(store.query(sql, None, {"max_result_rows": 20}).dicts()) == 10
+    with pytest.raises(StoreError):
+        store.query(sql, None, {"max_result_rows": 2, "result_overflow_mode": "throw"})
+    # A setting's string value is a quoted literal, never more SQL.
+    with pytest.raises(StoreError):
+        store.query(sql, None, {"result_overflow_mode": "break' , max_threads = '1"})
+
+
 def test_calls_from_many_threads_run_side_by_side(store: Store) -> None:
     make_table(store)
     store.insert("contract", rows(5000))
