@@ -15,6 +15,7 @@ Every value is a bound parameter; every identifier comes from `dashboards.metric
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -57,6 +58,8 @@ QUERY_SETTINGS: dict[str, Any] = {
     # a large GROUP BY spills to disk instead of failing at the memory cap
     "max_bytes_before_external_group_by": 1_000_000_000,
 }
+# Side queries of one answer (the previous period, the totals), run beside its main query.
+_SIDE = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="query")
 MAX_ROWS = 100_000  # breakdown rows read back per query (the top ones by visitors)
 MAX_LIMIT = 10_000
 EVENT_METRICS = ("visitors", "visits", "pageviews", "events", "time_on_page")
@@ -859,6 +862,15 @@ def run_query(
         period = parse_range("all", now, start)
         spec = replace(spec, period=period)
     plan = _Plan(store, config, spec, _grains(spec, period), now)
+    # The previous period and the totals are independent queries: asked beside the main one.
+    prev_period = period.previous()
+    prev_plan = _Plan(store, config, spec, _grains(spec, prev_period), now)
+    prev_job = total_job = None
+    if spec.include.comparisons:
+        prev_job = _SIDE.submit(_run_period, prev_plan, prev_period)
+    if spec.include.totals:
+        total_spec = replace(spec, dimensions=(), order_by=())
+        total_job = _SIDE.submit(_run_period, _Plan(store, config, total_spec, {}, now), period)
     rows, suppressed = _run_period(plan, period)
     rows = _sort(plan, rows)
     total_rows = len(rows)
@@ -875,10 +887,8 @@ def run_query(
         "timezone": "UTC",
         "min_visitors": config.privacy.min_visitors,
     }
-    if spec.include.comparisons:
-        prev_period = period.previous()
-        prev_plan = _Plan(store, config, spec, _grains(spec, prev_period), now)
-        prev_rows, _ = _run_period(prev_plan, prev_period)
+    if prev_job is not None:
+        prev_rows, _ = prev_job.result()
         shift = _time_shift(plan, period, prev_period)
         prev_by_key = {tuple(shift(i, v) for i, v in enumerate(r.dims)): r for r in prev_rows}
         for result, row in zip(results, page, strict=True):
@@ -896,10 +906,8 @@ def run_query(
                 ],
             }
         meta["comparison_date_range"] = prev_period.iso()
-    if spec.include.totals:
-        total_spec = replace(spec, dimensions=(), order_by=())
-        total_plan = _Plan(store, config, total_spec, {}, now)
-        total_rows_list, _ = _run_period(total_plan, period)
+    if total_job is not None:
+        total_rows_list, _ = total_job.result()
         first = total_rows_list[0] if total_rows_list else Row([], {m: 0 for m in spec.metrics})
         meta["totals"] = {m: first.metrics.get(m) for m in spec.metrics if m != "percentage"}
     if spec.include.total_rows:
