@@ -13,6 +13,7 @@ Records hold anonymised events only: the raw IP and user agent never reach this 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -36,6 +37,8 @@ log = logging.getLogger("firstparty.spool")
 HEADER = struct.Struct(">II")
 SEALED = ".seg"
 OPEN = ".open"
+FRESH = ".new"  # a segment being opened: always empty, named `.open` once locked
+FRESH_STALE_SECONDS = 600
 QUARANTINE = "quarantine"
 # A record is one event; anything longer than this is corruption, not data.
 MAX_RECORD = 1 << 20
@@ -241,11 +244,18 @@ class SpoolWriter:
 
     def _open_next(self) -> None:
         self._seq += 1
-        name = f"{time.time_ns():020d}-{self.worker}-{self._seq:06d}{OPEN}"
-        self._path = self.directory / name
-        handle = open(self._path, "ab", buffering=0)
-        # Held until sealed: the writer seals only `.open` files whose lock is free (dead owner).
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        name = f"{time.time_ns():020d}-{self.worker}-{self._seq:06d}"
+        # Created under another name and locked before it is named `.open`: the writer seals
+        # `.open` files whose lock is free (a dead owner), and must never find one unlocked
+        # because its worker has not taken the lock yet. The lock is held until sealed.
+        fresh = self.directory / f"{name}{FRESH}"
+        handle = open(fresh, "ab", buffering=0)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            self._path = fresh.rename(self.directory / f"{name}{OPEN}")
+        except OSError:
+            handle.close()
+            raise
         self._file = handle
         self._opened = time.monotonic()
         self._size = 0
@@ -299,6 +309,12 @@ class SpoolWriter:
 
 def seal_orphans(directory: Path) -> int:
     """Seal the `.open` segments whose worker is gone (nobody holds their lock)."""
+    for path in directory.glob(f"*{FRESH}"):
+        # Left by a worker that died while opening it (empty by construction). A live worker
+        # renames its own within microseconds, so only old ones are taken.
+        with contextlib.suppress(OSError):
+            if time.time() - path.stat().st_mtime > FRESH_STALE_SECONDS:
+                path.unlink()
     count = 0
     for path in sorted(directory.glob(f"*{OPEN}")):
         try:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import logging
+import multiprocessing
+import os
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ingest.event import Event
 from ingest.spool import (
+    FRESH,
+    FRESH_STALE_SECONDS,
     HEADER,
     OPEN,
     QUARANTINE,
@@ -129,6 +135,52 @@ def test_the_open_segment_is_locked_while_its_worker_lives(tmp_path: Path) -> No
     with open(path, "rb") as handle, pytest.raises(OSError):
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     spool.close()
+
+
+def _seal_until(directory: Path, stop: Any) -> None:
+    while not stop.is_set():
+        seal_orphans(directory)
+
+
+def test_the_orphan_sealer_never_takes_a_segment_its_worker_is_opening(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer's orphan sealer runs while workers open new segments: a segment must never be
+    # visible as `.open` before its worker holds the lock, or it is taken from under the worker
+    # and the records acknowledged into it are lost. The worker is made slow to take its lock
+    # (as a descheduled or paused process is), so that the sealer gets every chance.
+    flock = fcntl.flock
+
+    def slow_flock(fd: Any, operation: int) -> None:
+        if operation == fcntl.LOCK_EX:  # the worker's blocking lock, not the sealer's try
+            time.sleep(0.002)
+        flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", slow_flock)
+    spool = SpoolWriter(tmp_path, "w0", max_bytes=1)  # every append seals: many new segments
+    stop = multiprocessing.get_context("fork").Event()
+    sealer = multiprocessing.get_context("fork").Process(target=_seal_until, args=(tmp_path, stop))
+    sealer.start()
+    try:
+        for i in range(300):
+            spool.append([encode(event(i))])
+    finally:
+        stop.set()
+        sealer.join()
+    spool.close()
+    records = [r for p in sealed_segments(tmp_path) for r in parse_segment(p.read_bytes()).records]
+    assert sorted(paths(records)) == sorted(f"/secret-page-{i}" for i in range(300))
+
+
+def test_a_segment_left_half_opened_by_a_crash_is_cleared_later(tmp_path: Path) -> None:
+    stale = tmp_path / f"00000000000000000001-w9_1-000001{FRESH}"
+    opening = tmp_path / f"00000000000000000002-w8_1-000001{FRESH}"
+    stale.touch()
+    opening.touch()
+    old = time.time() - FRESH_STALE_SECONDS - 1
+    os.utime(stale, (old, old))
+    seal_orphans(tmp_path)
+    assert not stale.exists() and opening.exists()
 
 
 def test_segments_seal_on_size_and_on_age(tmp_path: Path) -> None:
