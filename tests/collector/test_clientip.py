@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from collector.clientip import client_ip, parse_networks
 from firstparty.config import parse
@@ -47,3 +51,24 @@ def test_trusted_proxies_from_config_and_environment() -> None:
     assert client_ip("192.0.2.1", "203.0.113.5", parse_networks(env.server.trusted_proxies)) == (
         "203.0.113.5"
     )
+
+
+@given(
+    address=st.ip_addresses(),
+    network=st.ip_addresses().flatmap(
+        lambda a: st.integers(0, a.max_prefixlen).map(
+            lambda p: ipaddress.ip_network((a, p), strict=False)
+        )
+    ),
+)
+def test_trust_matches_the_ipaddress_module(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> None:
+    # A proxy at `address` forwarding for 192.0.2.1 is believed exactly when it is in `network`.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return  # mapped peers are compared as IPv4: covered by the table above
+    forwarded = ipaddress.ip_address("192.0.2.1")
+    proxied = client_ip(str(address), str(forwarded), parse_networks([str(network)]))
+    believed = address in network and forwarded not in network
+    assert proxied == (str(forwarded) if believed else str(address))
