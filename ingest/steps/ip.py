@@ -21,7 +21,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _MAPPED = b"\x00" * 10 + b"\xff\xff"
 
 
-def _packed(ip: str) -> bytes:
+def packed_ip(ip: str) -> bytes:
     """4 bytes for IPv4 (IPv4-mapped IPv6 included), 16 for IPv6; ValueError if invalid."""
     text = ip.strip().strip("[]").split("%", 1)[0]
     try:
@@ -35,19 +35,19 @@ def _packed(ip: str) -> bytes:
 
 def normalise_ip(ip: str) -> Address:
     """The address, with `::ffff:a.b.c.d` turned into `a.b.c.d` and any IPv6 zone dropped."""
-    packed = _packed(ip)
+    packed = packed_ip(ip)
     return ipaddress.IPv4Address(packed) if len(packed) == 4 else ipaddress.IPv6Address(packed)
 
 
 def normalise_text(ip: str) -> str:
     """`normalise_ip` as canonical text, without building ipaddress objects (hot path)."""
-    packed = _packed(ip)
+    packed = packed_ip(ip)
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
 
 def truncate_ip(ip: str, v4_prefix: int = 24, v6_prefix: int = 48) -> str:
     """The network of `ip` at the configured prefix, as CIDR text (e.g. `203.0.113.0/24`)."""
-    packed = _packed(ip)
+    packed = packed_ip(ip)
     bits = len(packed) * 8
     prefix = v4_prefix if bits == 32 else v6_prefix
     value = int.from_bytes(packed, "big") & ~((1 << (bits - prefix)) - 1)
