@@ -86,15 +86,20 @@ def beacon(server: Server, domain: str, path: str, ua: str = CHROME) -> None:
 
 
 def wait_for_rows(store: Store, site: str, count: int) -> None:
+    """Until `count` events are stored and folded into `sessions` (an insert's materialized
+    view parts become visible a moment after its events part)."""
     deadline = time.monotonic() + 20
     while True:
-        stored = store.query(
-            "SELECT count() FROM events WHERE site_id = {s:String}", {"s": site}
-        ).scalar()
-        if stored == count:
+        (row,) = store.query(
+            "SELECT (SELECT count() FROM events WHERE site_id = {s:String}) AS stored, "
+            "(SELECT sum(events) FROM sessions WHERE site_id = {s:String}) AS folded",
+            {"s": site},
+        ).dicts()
+        stored, folded = row["stored"], row["folded"]
+        if stored == count and folded == count:
             return
-        assert stored is not None and int(stored) < count, f"{stored} rows, expected {count}"
-        assert time.monotonic() < deadline, f"{stored} of {count} events stored"
+        assert stored is not None and int(stored) <= count, f"{stored} rows, expected {count}"
+        assert time.monotonic() < deadline, f"{stored} of {count} events, {folded} in sessions"
         time.sleep(0.05)
 
 
