@@ -85,12 +85,16 @@ def _die_with_parent() -> None:
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _worker_main(config: Config, sock: socket.socket, index: int, parent: int) -> None:
+def _worker_main(config: Config, address: tuple[str, int], index: int, parent: int) -> None:
     _die_with_parent()
     if os.getppid() != parent:
         return  # the server died while we were starting
     from firstparty.app import build_app
 
+    # The event loop, the pipeline thread and the spool thread pass the GIL to each other for
+    # every group of beacons: a shorter switch interval than the 5 ms default keeps the loop
+    # from waiting behind a busy pipeline thread (the latency tail).
+    sys.setswitchinterval(0.0005)
     store = connect(config.store)
     app = build_app(config, store, worker=f"w{index}-{os.getpid()}")
     uv = uvicorn.Config(
@@ -104,17 +108,45 @@ def _worker_main(config: Config, sock: socket.socket, index: int, parent: int) -
         # would otherwise trust X-Forwarded-For from 127.0.0.1 and hide the real peer.
         proxy_headers=False,
     )
+    sock = listen(*address)
     uvicorn.Server(uv).run(sockets=[sock])
     store.close()
 
 
-def bind(host: str, port: int) -> socket.socket:
+def _socket(host: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Hold the collector's address for the workers (bound, not listening).
+
+    Each worker listens on it with its own SO_REUSEPORT socket, so the kernel spreads new
+    connections evenly over the workers; on one shared socket, the worker that wakes first
+    takes a whole burst of connections, and keep-alive clients (a reverse proxy's upstream
+    pool) stay unevenly spread for their whole life. The address is first taken without
+    SO_REUSEPORT, so that a port already in use, even by another firstparty, is an error.
+    """
+    probe = _socket(host)
+    try:
+        probe.bind((host, port))
+        port = probe.getsockname()[1]
+    finally:
+        probe.close()
+    holder = _socket(host)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind((host, port))
+    return holder
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A worker's own listening socket on the address `bind` holds."""
+    sock = _socket(host)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -221,7 +253,7 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
     def spawn(index: int) -> BaseProcess:
         proc: BaseProcess = ctx.Process(
             target=_worker_main,
-            args=(config, listener, index, parent),
+            args=(config, (host, port), index, parent),
             name=f"firstparty-worker-{index}",
         )
         proc.start()
