@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import datetime as dt
 import fcntl
+import gc
 import logging
 import multiprocessing
 import os
@@ -97,6 +98,10 @@ def _worker_main(config: Config, address: tuple[str, int], index: int, parent: i
     sys.setswitchinterval(0.0005)
     store = connect(config.store)
     app = build_app(config, store, worker=f"w{index}-{os.getpid()}")
+    # What is built so far (parsers, the GeoIP reader, tables) lives as long as the worker:
+    # kept out of the cyclic collector, whose full passes over it pause the event loop.
+    gc.collect()
+    gc.freeze()
     uv = uvicorn.Config(
         app,
         log_level="warning",
