@@ -73,8 +73,6 @@ class ClickHouseStore:
     a chDB handle keeps per-handle state (its USE database, session settings)."""
 
     def __init__(self, target: StoreURL, pool_size: int = POOL_SIZE) -> None:
-        import clickhouse_connect  # imported here: HTTP workers that never open a store skip it
-
         self.url = target.redacted()
         self.target = target
         self._pool_size = pool_size
@@ -94,44 +92,38 @@ class ClickHouseStore:
                         "server's admin socket."
                     )
                 target.path.mkdir(parents=True, exist_ok=True)
-                bootstrap = clickhouse_connect.get_client(interface="chdb", path=str(target.path))
-                bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {target.database}")
-                self._idle.put(self._new_client())
-                bootstrap.close()
+            bootstrap = self._connect(None)
+            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {target.database}")
+            # The pool's first client opens before the bootstrap one closes, so an embedded
+            # engine stays open throughout.
+            self._idle.put(self._new_client())
+            bootstrap.close()
+            if target.path is not None:
                 _OPEN_HERE.add(target.path)
-            else:
-                bootstrap = clickhouse_connect.get_client(
-                    host=target.host,
-                    port=target.port,
-                    username=target.username,
-                    password=target.password,
-                    secure=target.secure,
-                )
-                bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {target.database}")
-                bootstrap.close()
-                self._idle.put(self._new_client())
         except StoreError:
             raise
         except DRIVER_ERRORS as exc:
             raise _translate(exc, self.url) from None
 
-    def _new_client(self) -> Client:
-        import clickhouse_connect
+    def _connect(self, database: str | None) -> Client:
+        import clickhouse_connect  # imported here: HTTP workers that never open a store skip it
 
         t = self.target
         if t.kind == "chdb":
-            client = clickhouse_connect.get_client(
-                interface="chdb", path=str(t.path), database=t.database
+            return clickhouse_connect.get_client(
+                interface="chdb", path=str(t.path), database=database
             )
-        else:
-            client = clickhouse_connect.get_client(
-                host=t.host,
-                port=t.port,
-                username=t.username,
-                password=t.password,
-                secure=t.secure,
-                database=t.database,
-            )
+        return clickhouse_connect.get_client(
+            host=t.host,
+            port=t.port,
+            username=t.username,
+            password=t.password,
+            secure=t.secure,
+            database=database,
+        )
+
+    def _new_client(self) -> Client:
+        client = self._connect(self.target.database)
         self._all.append(client)
         return client
 
