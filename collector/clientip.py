@@ -34,7 +34,8 @@ def _within(packed: bytes, networks: tuple[Network, ...]) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)  # peers (the proxies) are few and repeat on every request
-def _peer_trusted(peer: str, networks: tuple[Network, ...]) -> bool:
+def is_trusted(peer: str, networks: tuple[Network, ...]) -> bool:
+    """Whether the address `peer` is in one of `networks` (a trusted proxy)."""
     try:
         return _within(packed_ip(peer), networks)  # IPv4-mapped IPv6 comes back as IPv4
     except ValueError:
@@ -43,7 +44,7 @@ def _peer_trusted(peer: str, networks: tuple[Network, ...]) -> bool:
 
 def client_ip(peer: str, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str | None:
     """Walk X-Forwarded-For from the right, skipping trusted proxies; None if no valid address."""
-    if not trusted or not forwarded_for or not _peer_trusted(peer, trusted):
+    if not trusted or not forwarded_for or not is_trusted(peer, trusted):
         return _valid(peer)
     for hop in reversed(forwarded_for.split(",")):
         try:

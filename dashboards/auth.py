@@ -28,7 +28,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from collector.clientip import client_ip, parse_networks
+from collector.clientip import client_ip, is_trusted, parse_networks
 from dashboards.keys import sites_for_key
 from dashboards.users import User
 from firstparty.config import Config
@@ -194,11 +194,7 @@ class Auth:
             return True
         if request.headers.get("x-forwarded-proto", "").lower() != "https":
             return False
-        try:
-            peer = ipaddress.ip_address(request.client.host if request.client else "")
-        except ValueError:
-            return False
-        return any(peer in net for net in self._trusted)
+        return is_trusted(request.client.host if request.client else "", self._trusted)
 
     # -- sessions -------------------------------------------------------------------------
     async def start_session(self, response: Response, request: Request, user: User) -> str:
