@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import socket
 from collections.abc import Iterable
 
-from ingest.steps.ip import normalise_text, packed_ip
+from ingest.steps.ip import address_text, normalise_text, packed_ip
 
 # (address length in bytes, network as an int, netmask as an int)
 Network = tuple[int, int, int]
@@ -52,7 +51,7 @@ def client_ip(peer: str, forwarded_for: str | None, trusted: tuple[Network, ...]
         except ValueError:
             return None  # garbage where the client should be: no address, not a forged one
         if not _within(packed, trusted):
-            return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+            return address_text(packed)
     return _valid(peer)
 
 

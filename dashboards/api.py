@@ -34,6 +34,10 @@ MAX_BODY = 64 * 1024
 Clock = Callable[[], dt.datetime]
 
 
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status, headers={"cache-control": "no-store"})
 
@@ -90,8 +94,7 @@ async def answer(
 
 
 def query_routes(config: Config, store: AsyncStore, clock: Clock | None = None) -> list[BaseRoute]:
-    def now() -> dt.datetime:
-        return clock() if clock else dt.datetime.now(dt.UTC)
+    now = clock or utc_now
 
     async def read_body(request: Request) -> Any:
         raw = await request.body()

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from dashboards import filters as flt
-from dashboards.api import Clock, answer, error, principal_for
+from dashboards.api import Clock, answer, error, principal_for, utc_now
 from dashboards.metrics import METRICS, dimension
 from dashboards.periods import Period, RangeError, parse_range, time_labels
 from dashboards.query import Include, QueryError, QuerySpec, check, current_visitors
@@ -104,8 +104,7 @@ def _key(prop: str) -> str:
 
 
 def v1_routes(config: Config, store: AsyncStore, clock: Clock | None = None) -> list[BaseRoute]:
-    def now() -> dt.datetime:
-        return clock() if clock else dt.datetime.now(dt.UTC)
+    now = clock or utc_now
 
     async def begin(request: Request) -> tuple[dict[str, str], str] | Response:
         params = dict(request.query_params)

@@ -864,9 +864,9 @@ def run_query(
     plan = _Plan(store, config, spec, _grains(spec, period), now)
     # The previous period and the totals are independent queries: asked beside the main one.
     prev_period = period.previous()
-    prev_plan = _Plan(store, config, spec, _grains(spec, prev_period), now)
     prev_job = total_job = None
     if spec.include.comparisons:
+        prev_plan = _Plan(store, config, spec, _grains(spec, prev_period), now)
         prev_job = _SIDE.submit(_run_period, prev_plan, prev_period)
     if spec.include.totals:
         total_spec = replace(spec, dimensions=(), order_by=())

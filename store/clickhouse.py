@@ -77,7 +77,7 @@ class ClickHouseStore:
         self.target = target
         self._pool_size = pool_size
         self._idle: queue.SimpleQueue[Client] = queue.SimpleQueue()
-        self._all: list[Client] = []
+        self._opened = 0  # clients made, idle or in use
         self._grow = threading.Lock()
         self._closed = False
         try:
@@ -124,7 +124,7 @@ class ClickHouseStore:
 
     def _new_client(self) -> Client:
         client = self._connect(self.target.database)
-        self._all.append(client)
+        self._opened += 1
         return client
 
     @contextlib.contextmanager
@@ -148,7 +148,7 @@ class ClickHouseStore:
         with self._grow:
             if self._closed:
                 raise StoreError(f"the store at {self.url} is closed")
-            if len(self._all) < self._pool_size:
+            if self._opened < self._pool_size:
                 return self._new_client()
         return self._idle.get()  # every client is busy: wait for one to come back
 

@@ -23,7 +23,7 @@ same collectors and dashboards run unchanged against any node of the cluster.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 LOCAL_SUFFIX = "_local"
@@ -87,59 +87,43 @@ class View:
 Statement = Table | View | str
 
 
-def _closing(text: str, start: int) -> int:
-    """Index of the parenthesis closing the one at `start`, skipping quoted strings."""
+def _unquoted(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, parenthesis depth after it) of each character outside quoted
+    strings and identifiers, from `start`."""
     depth = 0
     quote = ""
-    i = start
-    while i < len(text):
+    escaped = False
+    for i in range(start, len(text)):
         ch = text[i]
         if quote:
-            if ch == "\\":
-                i += 1
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
             elif ch == quote:
                 quote = ""
-        elif ch in "'`\"":
+            continue
+        if ch in "'`\"":
             quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-        i += 1
+            continue
+        depth += 1 if ch == "(" else -1 if ch == ")" else 0
+        yield i, ch, depth
+
+
+def _closing(text: str, start: int) -> int:
+    """Index of the parenthesis closing the one at `start`, skipping quoted strings."""
+    for i, ch, depth in _unquoted(text, start):
+        if ch == ")" and depth == 0:
+            return i
     raise ClusterSchemaError(f"unbalanced parentheses in: {text[:80]}...")
 
 
 def split_top_level(text: str, separator: str = ",") -> list[str]:
     """Split at separators outside parentheses and quotes."""
-    parts: list[str] = []
-    depth = 0
-    quote = ""
-    current: list[str] = []
-    skip = False
-    for ch in text:
-        current.append(ch)
-        if skip:
-            skip = False
-            continue
-        if quote:
-            if ch == "\\":
-                skip = True
-            elif ch == quote:
-                quote = ""
-        elif ch in "'`\"":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == separator and depth == 0:
-            current.pop()
-            parts.append("".join(current))
-            current = []
-    parts.append("".join(current))
-    return [p.strip() for p in parts if p.strip()]
+    cuts = [i for i, ch, depth in _unquoted(text) if ch == separator and depth == 0]
+    bounds = zip([-1, *cuts], [*cuts, len(text)], strict=True)
+    parts = [text[a + 1 : b].strip() for a, b in bounds]
+    return [part for part in parts if part]
 
 
 def column_name(definition: str) -> str:

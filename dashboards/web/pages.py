@@ -22,7 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dashboards.api import Clock
+from dashboards.api import Clock, utc_now
 from dashboards.auth import CSRF_FIELD, LOGIN_COOKIE, Auth, Principal, get_auth
 from dashboards.shares import ShareLink, create_share, list_shares, revoke_share, share_for_token
 from dashboards.users import (
@@ -102,8 +102,7 @@ def _local_next(value: str | None) -> str:
 
 
 def web_routes(config: Config, store: AsyncStore, clock: Clock | None = None) -> list[BaseRoute]:
-    def now() -> dt.datetime:
-        return clock() if clock else dt.datetime.now(dt.UTC)
+    now = clock or utc_now
 
     def auth() -> Auth:
         return get_auth(config, store)

@@ -18,7 +18,7 @@ Query = dict[str, Any]
 Response = dict[str, Any]
 
 
-def _answer(store: Store, config: Config, body: Query, now: dt.datetime | None = None) -> Response:
+def _answer(store: Store, config: Config, body: Query, now: dt.datetime) -> Response:
     spec = query_layer.parse_query(body, config, now)
     return query_layer.run_query(store, config, spec, now)
 

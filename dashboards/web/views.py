@@ -373,11 +373,6 @@ _METRIC_LABELS = {
 }
 
 
-async def realtime(store: AsyncStore, site: str, now: dt.datetime) -> int:
-    """Current visitors: unique visitors in the last five minutes."""
-    return await stats.current_visitors(store, site, now)
-
-
 async def site_view(store: AsyncStore, config: Config, site: str, state: State) -> dict[str, Any]:
     """Everything a site's page shows; the HTML page and its JSON twin both render this."""
     panels = [
@@ -386,7 +381,7 @@ async def site_view(store: AsyncStore, config: Config, site: str, state: State) 
     jobs: list[Any] = [
         _top_stats(store, config, site, state),
         _chart(store, config, site, state),
-        realtime(store, site, state.now),
+        stats.current_visitors(store, site, state.now),
         *[_breakdown(store, config, site, state, tab, ["visitors"]) for _, tab in panels],
     ]
     if config.goals:

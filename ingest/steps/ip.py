@@ -39,10 +39,14 @@ def normalise_ip(ip: str) -> Address:
     return ipaddress.IPv4Address(packed) if len(packed) == 4 else ipaddress.IPv6Address(packed)
 
 
+def address_text(packed: bytes) -> str:
+    """Canonical text of a packed address (4 or 16 bytes)."""
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+
+
 def normalise_text(ip: str) -> str:
     """`normalise_ip` as canonical text, without building ipaddress objects (hot path)."""
-    packed = packed_ip(ip)
-    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+    return address_text(packed_ip(ip))
 
 
 def truncate_ip(ip: str, v4_prefix: int = 24, v6_prefix: int = 48) -> str:
@@ -51,8 +55,7 @@ def truncate_ip(ip: str, v4_prefix: int = 24, v6_prefix: int = 48) -> str:
     bits = len(packed) * 8
     prefix = v4_prefix if bits == 32 else v6_prefix
     value = int.from_bytes(packed, "big") & ~((1 << (bits - prefix)) - 1)
-    family = socket.AF_INET if bits == 32 else socket.AF_INET6
-    return f"{socket.inet_ntop(family, value.to_bytes(bits // 8, 'big'))}/{prefix}"
+    return f"{address_text(value.to_bytes(bits // 8, 'big'))}/{prefix}"
 
 
 def ip_prefix(config: Config) -> Step:
