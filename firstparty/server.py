@@ -86,7 +86,7 @@ def _die_with_parent() -> None:
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _worker_main(config: Config, address: tuple[str, int], index: int, parent: int) -> None:
+def _worker_main(config: Config, lobby: socket.socket, index: int, parent: int) -> None:
     _die_with_parent()
     if os.getppid() != parent:
         return  # the server died while we were starting
@@ -113,8 +113,8 @@ def _worker_main(config: Config, address: tuple[str, int], index: int, parent: i
         # would otherwise trust X-Forwarded-For from 127.0.0.1 and hide the real peer.
         proxy_headers=False,
     )
-    sock = listen(*address)
-    uvicorn.Server(uv).run(sockets=[sock])
+    host, port = lobby.getsockname()[:2]
+    uvicorn.Server(uv).run(sockets=[lobby, listen(host, port)])
     store.close()
 
 
@@ -126,13 +126,15 @@ def _socket(host: str) -> socket.socket:
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """Hold the collector's address for the workers (bound, not listening).
+    """The collector's shared listening socket (the lobby), inherited by every worker.
 
-    Each worker listens on it with its own SO_REUSEPORT socket, so the kernel spreads new
-    connections evenly over the workers; on one shared socket, the worker that wakes first
-    takes a whole burst of connections, and keep-alive clients (a reverse proxy's upstream
-    pool) stay unevenly spread for their whole life. The address is first taken without
-    SO_REUSEPORT, so that a port already in use, even by another firstparty, is an error.
+    Each worker also listens on its own SO_REUSEPORT socket (`listen`) and the kernel spreads
+    new connections over all of them: on the lobby alone, the worker that wakes first takes a
+    whole burst of connections, and keep-alive clients (a reverse proxy's upstream pool) stay
+    unevenly spread for their whole life. The lobby belongs to the server, not to a worker, so
+    while workers start or one is being replaced, connections wait in its queue instead of
+    being refused. The address is first taken without SO_REUSEPORT, so that a port already in
+    use, even by another firstparty, is an error.
     """
     probe = _socket(host)
     try:
@@ -140,18 +142,16 @@ def bind(host: str, port: int) -> socket.socket:
         port = probe.getsockname()[1]
     finally:
         probe.close()
-    holder = _socket(host)
-    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    holder.bind((host, port))
-    return holder
+    return listen(host, port, inheritable=True)
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A worker's own listening socket on the address `bind` holds."""
+def listen(host: str, port: int, inheritable: bool = False) -> socket.socket:
+    """A listening socket in the address's SO_REUSEPORT group."""
     sock = _socket(host)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
+    sock.set_inheritable(inheritable)
     return sock
 
 
@@ -258,7 +258,7 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
     def spawn(index: int) -> BaseProcess:
         proc: BaseProcess = ctx.Process(
             target=_worker_main,
-            args=(config, (host, port), index, parent),
+            args=(config, listener, index, parent),
             name=f"firstparty-worker-{index}",
         )
         proc.start()

@@ -335,6 +335,23 @@ def test_a_killed_worker_is_replaced(srv: Server) -> None:
     assert "starting a new one" in srv.output()
 
 
+def test_beacons_wait_while_the_only_worker_is_replaced(tmp_path: Path) -> None:
+    # The server's own listening socket outlives its workers: a beacon sent while no worker
+    # runs waits in its queue for the replacement instead of being refused.
+    server = start_server(tmp_path, workers=1)
+    try:
+        (victim,) = child_pids(server.process.pid)
+        os.kill(victim, signal.SIGKILL)
+        while Path(f"/proc/{victim}").exists() and victim in child_pids(server.process.pid):
+            time.sleep(0.01)
+        with httpx.Client(timeout=30) as client:
+            assert post(client, server.url, 1).status_code == 202
+        (replacement,) = child_pids(server.process.pid)
+        assert replacement != victim
+    finally:
+        server.stop()
+
+
 def test_a_second_serve_joins_the_first_as_an_extra_collector(tmp_path: Path) -> None:
     first = start_server(tmp_path / "a", workers=1)
     engine = f"chdb://{first.root / 'data' / 'clickhouse'}"
