@@ -17,16 +17,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, request_response
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from collector.clientip import client_ip, parse_networks
+from collector.clientip import Network, client_ip, parse_networks
 from collector.payload import PayloadError, parse_payload
 from firstparty.config import Config
 from ingest.hit import Hit
-from ingest.ingestor import Ingestor
+from ingest.ingestor import Ingestor, IngestUnavailable
+from ingest.spool import SpoolFull
 
 log = logging.getLogger("firstparty.collector")
 
@@ -47,56 +48,35 @@ class BodyTooLarge(Exception):
     pass
 
 
+class Disconnected(Exception):
+    pass
+
+
 def error(message: str, status: int, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers={**CORS, **(headers or {})})
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read at most `limit` bytes (plus one network chunk), also for chunked bodies."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+def failure(exc: BaseException, path: str) -> JSONResponse:
+    """A JSON 503 for an unexpected failure, logged without request data.
+
+    Only the exception type and the code path are logged: an exception message may quote
+    request data (an address, a URL), which must not reach a log.
+    """
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("collector: %s in %s\n%s", type(exc).__name__, path, frames)
+    return error("the event could not be processed; try again later", 503, {"retry-after": "5"})
 
 
 def guarded(handler: Handler) -> Handler:
-    """Turn an unexpected failure into a JSON 503 and a log line that holds no request data.
-
-    Only the exception type and the code path are logged: an exception message may quote
-    request data (an address, a URL), which must not reach a log. Exceptions that carry a
-    `retry_after` (the spool's quota) go on to the app's own handler.
-    """
+    """Turn an unexpected failure of a handler into `failure`'s answer."""
 
     async def run(request: Request) -> Response:
         try:
             return await handler(request)
-        except Exception as exc:
-            if isinstance(getattr(exc, "retry_after", None), int):
-                raise
-            frames = "".join(traceback.format_tb(exc.__traceback__))
-            log.error("collector: %s in %s\n%s", type(exc).__name__, request.url.path, frames)
-            return error(
-                "the event could not be processed; try again later", 503, {"retry-after": "5"}
-            )
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the client gets JSON
+            return failure(exc, request.url.path)
 
     return run
-
-
-class AnyMethod:
-    """An ASGI endpoint, so the Route admits every method and the handler answers each one."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.app = request_response(handler)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,38 +154,121 @@ def optout_page() -> Asset:
     )
 
 
-def event_routes(
-    config: Config, ingestor: Ingestor, clock: Callable[[], dt.datetime] | None = None
-) -> list[Route]:
-    trusted = parse_networks(config.server.trusted_proxies)
-    limit = config.server.max_body_bytes
-    now = clock or (lambda: dt.datetime.now(dt.UTC))
-    scripts = load_scripts()
-    optout = optout_page()
+# The headers a beacon's answer carries, encoded once.
+_ACCEPTED = [
+    (b"content-type", b"application/json"),
+    (b"content-length", b"11"),
+    (b"access-control-allow-origin", b"*"),
+]
+_PREFLIGHT = Response(
+    status_code=204,
+    headers={
+        **CORS,
+        "access-control-allow-methods": "POST, OPTIONS",
+        "access-control-allow-headers": "content-type",
+        "access-control-max-age": "86400",
+    },
+)
+# Request headers the endpoint reads; the rest are skipped without decoding.
+_WANTED = frozenset(
+    (b"content-type", b"content-length", b"x-forwarded-for", b"user-agent", b"dnt", b"sec-gpc")
+)
 
-    async def accept(request: Request) -> Response:
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """Read at most `limit` bytes (plus one network chunk), also for chunked bodies."""
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Disconnected
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class EventEndpoint:
+    """`/api/event` as a bare ASGI app: request -> validated `Hit`s -> the ingestor.
+
+    The hot path of the collector, so no Request or Response object is built for an accepted
+    beacon: the few headers it needs are picked from the scope in one pass and the 202 is sent
+    from pre-encoded headers. Every method gets a JSON answer; an unexpected failure becomes a
+    503 and a log line with no request data (`failure`).
+    """
+
+    def __init__(
+        self,
+        trusted: tuple[Network, ...],
+        limit: int,
+        ingestor: Ingestor,
+        now: Callable[[], dt.datetime],
+    ) -> None:
+        self.trusted = trusted
+        self.limit = limit
+        self.ingestor = ingestor
+        self.now = now
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if scope["method"] == "POST":
+                response = await self.accept(scope, receive, send)
+            elif scope["method"] == "OPTIONS":
+                response = _PREFLIGHT
+            else:
+                response = error("use POST to send events", 405, {"allow": "POST, OPTIONS"})
+        except (SpoolFull, IngestUnavailable) as exc:
+            response = error(
+                "the collector cannot take events right now; retry later",
+                503,
+                {"retry-after": str(exc.retry_after)},
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the client gets JSON
+            response = failure(exc, "/api/event")
+        if response is not None:
+            await response(scope, receive, send)
+
+    async def accept(self, scope: Scope, receive: Receive, send: Send) -> Response | None:
+        """Take one beacon; returns the error response, or None once the 202 is sent."""
+        headers: dict[bytes, str] = {}
+        for key, value in scope["headers"]:
+            if key in _WANTED:
+                text = value.decode("latin-1")
+                if key not in headers:
+                    headers[key] = text
+                elif key == b"x-forwarded-for":
+                    # A proxy may add its own header line after the client's: read them as one
+                    # list, so the rightmost hops (the trusted proxies' view) come last.
+                    headers[key] = f"{headers[key]}, {text}"
+        media = headers.get(b"content-type", "").split(";")[0].strip().lower()
         if media not in ACCEPTED_TYPES:
             return error("Content-Type must be application/json or text/plain", 415)
         try:
-            raw = await read_body(request, limit)
+            raw = await read_body(receive, headers.get(b"content-length"), self.limit)
         except BodyTooLarge:
-            return error(f"the body is larger than {limit} bytes", 413, {"connection": "close"})
-        except ClientDisconnect:
+            return error(
+                f"the body is larger than {self.limit} bytes", 413, {"connection": "close"}
+            )
+        except Disconnected:
             return error("the client disconnected before sending the whole body", 400)
         try:
             payload = parse_payload(raw)
         except PayloadError as exc:
             return error(str(exc), 400)
-        peer = request.client.host if request.client else ""
-        ip = client_ip(peer, request.headers.get("x-forwarded-for"), trusted)
+        client = scope.get("client")
+        ip = client_ip(client[0] if client else "", headers.get(b"x-forwarded-for"), self.trusted)
         if ip is None:
             return error("the client address could not be determined", 400)
-        received = now()
-        headers = request.headers
-        user_agent = headers.get("user-agent", "")
-        dnt = headers.get("dnt") == "1"
-        gpc = headers.get("sec-gpc") == "1"
+        received = self.now()
+        user_agent = headers.get(b"user-agent", "")
+        dnt = headers.get(b"dnt") == "1"
+        gpc = headers.get(b"sec-gpc") == "1"
         hits = [
             Hit(
                 domain=domain,
@@ -227,28 +290,26 @@ def event_routes(
             )
             for domain in payload.domains
         ]
-        reasons = await ingestor.submit(hits)
-        out = dict(CORS)
+        reasons = await self.ingestor.submit(hits)
+        out = _ACCEPTED
         if all(r is not None for r in reasons):
-            out["x-dropped"] = ",".join(sorted({str(r) for r in reasons}))
-        return Response(b'{"ok":true}', status_code=202, media_type="application/json", headers=out)
+            dropped = ",".join(sorted({str(r) for r in reasons}))
+            out = [*_ACCEPTED, (b"x-dropped", dropped.encode("latin-1"))]
+        await send({"type": "http.response.start", "status": 202, "headers": out})
+        await send({"type": "http.response.body", "body": b'{"ok":true}'})
+        return None
 
-    @guarded
-    async def event(request: Request) -> Response:
-        # One route for every method, so even unusual methods get a JSON answer.
-        if request.method == "POST":
-            return await accept(request)
-        if request.method == "OPTIONS":
-            return Response(
-                status_code=204,
-                headers={
-                    **CORS,
-                    "access-control-allow-methods": "POST, OPTIONS",
-                    "access-control-allow-headers": "content-type",
-                    "access-control-max-age": "86400",
-                },
-            )
-        return error("use POST to send events", 405, {"allow": "POST, OPTIONS"})
+
+def event_routes(
+    config: Config, ingestor: Ingestor, clock: Callable[[], dt.datetime] | None = None
+) -> list[Route]:
+    trusted = parse_networks(config.server.trusted_proxies)
+    limit = config.server.max_body_bytes
+    now = clock or (lambda: dt.datetime.now(dt.UTC))
+    scripts = load_scripts()
+    optout = optout_page()
+
+    endpoint = EventEndpoint(trusted, limit, ingestor, now)
 
     @guarded
     async def script(request: Request) -> Response:
@@ -264,7 +325,7 @@ def event_routes(
         return optout.response(request)
 
     return [
-        Route("/api/event", AnyMethod(event)),
+        Route("/api/event", endpoint),
         Route("/js/{name:str}", script, methods=["GET"]),
         Route("/optout", optout_handler, methods=["GET"]),
     ]

@@ -20,9 +20,9 @@ from collector.app import event_routes
 from dashboards.routes import routes as dashboard_routes
 from firstparty import metrics
 from firstparty.config import Config
-from ingest.ingestor import Ingestor, IngestUnavailable
+from ingest.ingestor import Ingestor
 from ingest.salts import SaltKeeper
-from ingest.spool import SpoolFull, SpoolWriter
+from ingest.spool import SpoolWriter
 from ingest.steps import build_pipeline
 from store.aio import AsyncStore
 from store.base import Store
@@ -89,14 +89,6 @@ def build_app(
             metrics.render(snapshots), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
-    async def unavailable(request: Request, exc: Exception) -> Response:
-        retry = exc.retry_after if isinstance(exc, SpoolFull | IngestUnavailable) else 5
-        return JSONResponse(
-            {"error": "the collector cannot take events right now; retry later"},
-            status_code=503,
-            headers={"retry-after": str(retry), "access-control-allow-origin": "*"},
-        )
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async def tick_periodically() -> None:
@@ -127,7 +119,6 @@ def build_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={SpoolFull: unavailable, IngestUnavailable: unavailable},
     )
     app.state.ingestor = ingestor
     app.state.spool = spool

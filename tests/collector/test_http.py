@@ -186,7 +186,8 @@ def test_plausibles_own_tracker_payloads_are_stored(live: Server) -> None:
     assert all(r["referrer_source"] for r in by_name["pageview"])
 
 
-def visitors_for(server: Server, forwarded: list[str], source: str) -> list[int]:
+def visitors_for(server: Server, forwarded: list[str | list[str]], source: str) -> list[int]:
+    """Visitor ids of beacons sent from `source`; a list is several X-Forwarded-For lines."""
     path = f"/xff-u{uuid.uuid4().hex[:8]}"  # letter first: 8 digits = an ID
     transport = httpx.HTTPTransport(local_address=source)
     with httpx.Client(transport=transport) as client:
@@ -194,11 +195,14 @@ def visitors_for(server: Server, forwarded: list[str], source: str) -> list[int]
             response = client.post(
                 server.url + "/api/event",
                 content=json.dumps({"u": f"https://example.com{path}", "d": "example.com"}),
-                headers={
-                    "content-type": "text/plain",
-                    "user-agent": CHROME,
-                    "x-forwarded-for": hop,
-                },
+                headers=[
+                    ("content-type", "text/plain"),
+                    ("user-agent", CHROME),
+                    *(
+                        ("x-forwarded-for", line)
+                        for line in ([hop] if isinstance(hop, str) else hop)
+                    ),
+                ],
             )
             assert response.status_code == 202
     rows = stored(server, path, len(forwarded))
@@ -220,6 +224,18 @@ def test_forwarded_for_is_used_only_behind_a_trusted_proxy(live: Server) -> None
     assert x == y
     assert x != a
     assert "198.51.100.23" not in live.output()
+
+
+def test_a_forged_forwarded_for_line_before_the_proxys_own_is_not_believed(live: Server) -> None:
+    # The client sends its own X-Forwarded-For line and the proxy adds another one: the lines
+    # are read as one list, so the address the trusted proxy saw decides, not the forged one.
+    real, forged_then_real, forged_alone = visitors_for(
+        live,
+        ["198.51.100.40", ["6.6.6.6", "198.51.100.40"], "6.6.6.6"],
+        source=PROXY_ADDRESS,
+    )
+    assert forged_then_real == real
+    assert forged_alone != real
 
 
 def test_dropped_events_are_counted_by_reason_in_metrics(live: Server) -> None:
