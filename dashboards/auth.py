@@ -6,7 +6,7 @@ accepts a dashboard session cookie or an `Authorization: Bearer` API key and ret
 
 The signing secret is random, created once in the data directory with mode 0600, and never
 written to the config or a log. The session cookie holds only a random session ID (signed); the
-store keeps its SHA-256, so logout and user removal end a session at once.
+store keeps its SHA-256, so logout, user removal and a password reset end a session at once.
 """
 
 from __future__ import annotations
@@ -244,10 +244,12 @@ class Auth:
             return None
         rows = await self.store.query(
             "SELECT u.email AS email, u.role AS role, u.sites AS sites FROM "
-            "(SELECT email FROM dashboard_sessions FINAL WHERE sid_hash = {h:String} "
+            "(SELECT email, version FROM dashboard_sessions FINAL WHERE sid_hash = {h:String} "
             " AND revoked = 0 AND expires_at > {now:DateTime64(3, 'UTC')}) AS s "
-            "INNER JOIN (SELECT email, role, sites FROM users FINAL WHERE deleted = 0) AS u "
-            "ON u.email = s.email",
+            "INNER JOIN (SELECT email, role, sites, version FROM users FINAL WHERE deleted = 0) "
+            "AS u ON u.email = s.email "
+            # A password or role reset (`users add` again) ends the sessions started before it.
+            "WHERE s.version > u.version",
             {"h": _sha256(sid), "now": self.clock()},
         )
         found = rows.dicts()

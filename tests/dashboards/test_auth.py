@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 
 from dashboards.auth import SECRET_FILE, LoginLimiter, hashed_network, load_secret
 from dashboards.keys import create_key
-from dashboards.users import remove_user
+from dashboards.users import add_user, remove_user
 from dashboards.web.pages import web_routes
 from store.aio import AsyncStore
 from tests.dashboards.web_fixtures import NOW, PASSWORD, Dashboard, dashboard, serving, traffic
@@ -167,6 +167,13 @@ def test_removed_user_loses_their_session(dashboard: Dashboard) -> None:
     dashboard.login("viewer@example.com")
     assert dashboard.client.get("/sites/example.com", follow_redirects=False).status_code == 200
     assert remove_user(dashboard.store, "viewer@example.com")
+    assert dashboard.client.get("/sites/example.com", follow_redirects=False).status_code == 303
+
+
+def test_a_password_reset_ends_the_users_sessions(dashboard: Dashboard) -> None:
+    dashboard.login("viewer@example.com")
+    assert dashboard.client.get("/sites/example.com", follow_redirects=False).status_code == 200
+    add_user(dashboard.store, "viewer@example.com", "viewer", "a new password, long enough")
     assert dashboard.client.get("/sites/example.com", follow_redirects=False).status_code == 303
 
 
