@@ -131,9 +131,11 @@ class Sessionizer:
         attrs = table.select(list(VISIT_ATTRIBUTES))
         if started:
             rows = attrs.take(pa.array([s.first_row for s in started])).to_pydict()
-            columns = [rows[a] for a in VISIT_ATTRIBUTES]
-            for n, session in enumerate(started):
-                session.attributes = tuple(str(col[n]) for col in columns)
+            # One tuple per session, built by zip in C (the columns are all strings).
+            for session, values in zip(
+                started, zip(*(rows[a] for a in VISIT_ATTRIBUTES)), strict=True
+            ):
+                session.attributes = values
                 session.first_row = -1
         if moved:
             if extra:
