@@ -183,7 +183,10 @@ class Auth:
 
     def limiter_keys(self, request: HTTPConnection, email: str) -> list[str]:
         peer = request.client.host if request.client else ""
-        ip = client_ip(peer, request.headers.get("x-forwarded-for"), self._trusted)
+        # Every X-Forwarded-For line, in order: a client's forged line comes before the
+        # proxy's, so it cannot pick the network the limiter counts.
+        forwarded = ", ".join(request.headers.getlist("x-forwarded-for")) or None
+        ip = client_ip(peer, forwarded, self._trusted)
         email_key = self._mac("login-email", email.strip().lower())[:16]
         return [hashed_network(self.secret, ip), "email:" + email_key]
 

@@ -232,6 +232,39 @@ def test_cookie_is_secure_behind_an_https_proxy(dashboard: Dashboard) -> None:
     assert "secure" not in _session_cookie(dashboard.client).lower()
 
 
+def test_login_limit_counts_the_network_the_trusted_proxy_saw(dashboard: Dashboard) -> None:
+    # Behind a trusted proxy, a client that writes its own X-Forwarded-For line (the proxy adds
+    # the real one after it) cannot move its failures to a network of its choosing.
+    config = dashboard.config
+    trusting = replace(config, server=replace(config.server, trusted_proxies=("127.0.0.1",)))
+    app = Starlette(routes=web_routes(trusting, AsyncStore(dashboard.store)))
+    with serving(app) as url, httpx.Client(base_url=url) as client:
+        for n in range(10):
+            page = client.get("/login")
+            refused = client.post(
+                "/login",
+                data={
+                    "email": f"nobody{n}@example.com",  # the email limit never trips
+                    "password": "nope-nope",
+                    "csrf_token": _csrf(page.text),
+                },
+                headers=[("x-forwarded-for", f"10.{n}.0.1"), ("x-forwarded-for", "192.0.2.7")],
+            )
+            assert refused.status_code == 401
+        page = client.get("/login")
+        limited = client.post(
+            "/login",
+            data={
+                "email": "admin@example.com",
+                "password": PASSWORD,
+                "csrf_token": _csrf(page.text),
+            },
+            headers={"x-forwarded-for": "192.0.2.7"},
+            follow_redirects=False,
+        )
+    assert limited.status_code == 429
+
+
 def _session_cookie(client: httpx.Client) -> str:
     page = client.get("/login")
     response = client.post(
