@@ -56,6 +56,11 @@ log = logging.getLogger("firstparty.server")
 WORKER_STOP_BUDGET = 15.0  # seconds for workers to finish their requests
 WRITER_STOP_BUDGET = 10.0  # then seconds for the final insert; the total stays under 30 s
 REPORT_INTERVAL = 0.5
+# How long sealed spool segments wait to grow a batch, counted from the oldest segment's
+# creation: events are visible about this long after they arrive, plus one insert (the 2 s
+# promise holds). Measured at 4,000 events/s: 1.0 s costs the writer ~25 % less CPU per event
+# than 0.5 s (fewer, larger inserts and fewer parts to merge).
+WRITER_MAX_WAIT = 1.0
 # Expired salts and device keys are destroyed on schedule even when no traffic arrives (the
 # pipeline also destroys them on the first hit after a boundary).
 KEY_MAINTENANCE_INTERVAL = 60.0
@@ -474,7 +479,7 @@ def serve(config: Config) -> int:
             dt.timedelta(minutes=config.privacy.session_timeout_minutes),
             collector_id=collector_id(config.data_dir),
             fault_file=config.data_dir / FAULT_FILE,
-            max_wait=_seconds_from_env("FIRSTPARTY_WRITER_MAX_WAIT", 0.5),
+            max_wait=_seconds_from_env("FIRSTPARTY_WRITER_MAX_WAIT", WRITER_MAX_WAIT),
         )
         report_writer(config, writer)
         writer.start()
