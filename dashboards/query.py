@@ -473,7 +473,7 @@ _PARTS_ROLLUP = {
     "_duration": "sum(duration_ms)",
 }
 _SESSION_AS_EVENT = {
-    "visitors": ("uniq(s_visitor_id)", "uniqCombined64Merge(12)(visitors)"),
+    "visitors": ("uniqCombined64(12)(s_visitor_id)", "uniqCombined64Merge(12)(visitors)"),
     "visits": ("count()", "sum(visits)"),
     "pageviews": ("sum(s_pageviews)", "sum(pageviews)"),
     "events": ("sum(s_events)", "sum(events)"),
