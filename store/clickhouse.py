@@ -149,10 +149,11 @@ class ClickHouseStore:
                 self._idle.put(client)
 
     def _replace(self, client: Client) -> Client:
-        try:
-            fresh = self._connect(self.target.database)
-        except DRIVER_ERRORS:
-            return client  # keep the old handle rather than shrink the pool
+        with self._grow:  # handles open one at a time, as in `_take`
+            try:
+                fresh = self._connect(self.target.database)
+            except DRIVER_ERRORS:
+                return client  # keep the old handle rather than shrink the pool
         with contextlib.suppress(*DRIVER_ERRORS):
             client.close()
         return fresh
