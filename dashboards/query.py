@@ -38,7 +38,7 @@ from dashboards.periods import BUCKETS, Period, RangeError, auto_bucket, bucket_
 from dashboards.periods import time_labels as make_time_labels
 from dashboards.rollups import (
     cutoff,
-    facts_sql,
+    facts_where,
     finalize,
     live_sessions_sql,
     merged_sessions_sql,
@@ -447,6 +447,20 @@ def _session_filters_only(plan: _Plan) -> bool:
     )
 
 
+def _visit_filters_only(plan: _Plan) -> bool:
+    """Filters on visit attributes alone (no entry or exit page), which events also carry."""
+    return all(leaf.dim.kind == "visit" for f in plan.spec.filters for leaf in flt.leaves(f))
+
+
+def _session_where(plan: _Plan, params: Params) -> str:
+    """The query's filters (visit and session dimensions only) over merged-visit columns."""
+
+    def leaf_fn(leaf: Leaf) -> str:
+        return flt.leaf_sql(leaf, _wrap(leaf.dim, leaf.dim.session_column), params)
+
+    return " AND ".join(flt.compile_tree(t, leaf_fn) for t in plan.spec.filters)
+
+
 # Additive parts of the visit metrics: summed across days, sources and folded rows.
 _PARTS = {
     "_visits": "count()",
@@ -459,7 +473,7 @@ _PARTS_ROLLUP = {
     "_duration": "sum(duration_ms)",
 }
 _SESSION_AS_EVENT = {
-    "visitors": ("uniq(s_visitor_id)", "uniqCombined64Merge(12)(visitors)"),
+    "visitors": ("uniqCombined64(12)(s_visitor_id)", "uniqCombined64Merge(12)(visitors)"),
     "visits": ("count()", "sum(visits)"),
     "pageviews": ("sum(s_pageviews)", "sum(pageviews)"),
     "events": ("sum(s_events)", "sum(events)"),
@@ -484,15 +498,26 @@ def _session_rows(
     if plan.spec.filters and not _session_filters_only(plan):
         matching = _events_where(plan, period, params)
         extra = f" AND session_id IN (SELECT session_id FROM events WHERE {matching})"
+    where = []
     if facts:
+        # one row per visit already: read the table itself, so the filter below is applied
+        # while its rows are read
         first, last = params.add(period.start.date(), "Date"), params.add(period.end.date(), "Date")
-        inner = facts_sql(site, first, last).replace("{extra}", extra)
+        source = "visit_facts AS s"
+        where.append(facts_where(site, first, last) + extra)
     elif period.end > plan.now:
         timeout = dt.timedelta(minutes=plan.config.privacy.session_timeout_minutes)
         since = params.add(period.start - timeout, "DateTime64(3, 'UTC')")
-        inner = live_sessions_sql(site, since, start, end).replace("{extra}", extra)
+        if plan.spec.filters and _visit_filters_only(plan):
+            # A visit's attributes are on each of its events (the writer copies them), so the
+            # events of the other visits are dropped before the per-visit fold; whole visits
+            # go, so the start of each kept visit is still its true start.
+            extra = " AND " + " AND ".join(
+                flt.compile_tree(t, _events_leaf(plan, params, site)) for t in plan.spec.filters
+            )
+        source = f"({live_sessions_sql(site, since, start, end).replace('{extra}', extra)}) AS s"
     else:
-        inner = merged_sessions_sql(site, start, end).replace("{extra}", extra)
+        source = f"({merged_sessions_sql(site, start, end).replace('{extra}', extra)}) AS s"
     event_dims = [
         (d, n) for d, n in zip(dims, names, strict=True) if d.kind in ("event", "prop", "goal")
     ]
@@ -505,7 +530,7 @@ def _session_rows(
         else:
             cols.append(f"e.{n} AS {n}")
     selected = ", ".join([*cols, *(f"{a} AS {m}" for m, a in aggs.items())])
-    sql = f"SELECT {selected} FROM ({inner}) AS s"
+    sql = f"SELECT {selected} FROM {source}"
     if event_dims:
         picks = ", ".join(f"{_event_dim_expr(plan, d, params)} AS {n}" for d, n in event_dims)
         sql += (
@@ -513,11 +538,9 @@ def _session_rows(
             f"WHERE {_events_where(plan, period, params)}) AS e ON s.session_id = e.e_session"
         )
     if plan.spec.filters and _session_filters_only(plan):
-
-        def leaf_fn(leaf: Leaf) -> str:
-            return flt.leaf_sql(leaf, _wrap(leaf.dim, leaf.dim.session_column), params)
-
-        sql += " WHERE " + " AND ".join(flt.compile_tree(t, leaf_fn) for t in plan.spec.filters)
+        where.append(_session_where(plan, params))
+    if where:
+        sql += " WHERE " + " AND ".join(where)
     if names:
         sql += f" GROUP BY {', '.join(names)}"
     rows = plan.query(sql, params)

@@ -48,12 +48,10 @@ def visits_key(name: str) -> str | None:
     return None
 
 
-def facts_sql(site: str, first: str, last: str) -> str:
-    """The closed visits of days [first, last) from `visit_facts` (Date placeholders)."""
-    return (
-        f"SELECT * FROM visit_facts WHERE site_id = {site} AND day >= {first} AND day < {last}"
-        + "{extra}"
-    )
+def facts_where(site: str, first: str, last: str) -> str:
+    """The condition on `visit_facts` for the closed visits of days [first, last) (Date
+    placeholders)."""
+    return f"site_id = {site} AND day >= {first} AND day < {last}"
 
 
 def merged_sessions_sql(site: str, start: str, end: str) -> str:

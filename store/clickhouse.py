@@ -33,8 +33,10 @@ DEFAULT_QUERY_SETTINGS: dict[str, Any] = {"max_execution_time": 30}
 
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-# What the driver raises: its own errors, socket errors, and the engine's RuntimeErrors.
-DRIVER_ERRORS = (ClickHouseError, OSError, RuntimeError)
+# What the driver raises: its own errors, socket errors, the engine's RuntimeErrors, and
+# Arrow's errors when a result cannot be read ("Message metadata too long", from a chDB handle
+# whose previous query failed), which must reach callers as a failed query (the API's 503).
+DRIVER_ERRORS = (ClickHouseError, OSError, RuntimeError, pa.ArrowException)
 
 # Engine paths this process has open: chDB shares one engine per path inside a process.
 _OPEN_HERE: set[Path] = set()
@@ -132,6 +134,12 @@ class ClickHouseStore:
         client = self._take()
         try:
             yield client
+        except DRIVER_ERRORS:
+            # A chDB handle whose query failed (e.g. at its time cap) hands the next query on it
+            # an unreadable result ("Invalid flatbuffers message"): replace it. The replacement
+            # opens first, so an embedded engine never loses its last handle.
+            client = self._replace(client)
+            raise
         finally:
             with self._grow:
                 closed = self._closed
@@ -139,6 +147,16 @@ class ClickHouseStore:
                 client.close()  # `close()` ran while this call was in flight
             else:
                 self._idle.put(client)
+
+    def _replace(self, client: Client) -> Client:
+        with self._grow:  # handles open one at a time, as in `_take`
+            try:
+                fresh = self._connect(self.target.database)
+            except DRIVER_ERRORS:
+                return client  # keep the old handle rather than shrink the pool
+        with contextlib.suppress(*DRIVER_ERRORS):
+            client.close()
+        return fresh
 
     def _take(self) -> Client:
         try:
