@@ -133,7 +133,7 @@ class Sessionizer:
             rows = attrs.take(pa.array([s.first_row for s in started])).to_pydict()
             # One tuple per session, built by zip in C (the columns are all strings).
             for session, values in zip(
-                started, zip(*(rows[a] for a in VISIT_ATTRIBUTES)), strict=True
+                started, zip(*(rows[a] for a in VISIT_ATTRIBUTES), strict=True), strict=True
             ):
                 session.attributes = values
                 session.first_row = -1
