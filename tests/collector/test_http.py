@@ -188,10 +188,12 @@ def test_plausibles_own_tracker_payloads_are_stored(live: Server) -> None:
 
 def visitors_for(server: Server, forwarded: list[str | list[str]], source: str) -> list[int]:
     """Visitor ids of beacons sent from `source`; a list is several X-Forwarded-For lines."""
-    path = f"/xff-u{uuid.uuid4().hex[:8]}"  # letter first: 8 digits = an ID
+    base = f"/xff-u{uuid.uuid4().hex[:8]}"  # letter first: 8 digits = an ID
+    # One path per beacon: beacons sent within one millisecond have no order in the table.
+    paths = [f"{base}-{chr(ord('a') + n)}" for n in range(len(forwarded))]
     transport = httpx.HTTPTransport(local_address=source)
     with httpx.Client(transport=transport) as client:
-        for hop in forwarded:
+        for hop, path in zip(forwarded, paths, strict=True):
             response = client.post(
                 server.url + "/api/event",
                 content=json.dumps({"u": f"https://example.com{path}", "d": "example.com"}),
@@ -205,9 +207,12 @@ def visitors_for(server: Server, forwarded: list[str | list[str]], source: str) 
                 ],
             )
             assert response.status_code == 202
-    rows = stored(server, path, len(forwarded))
-    assert len(rows) == len(forwarded)
-    return [int(r["visitor_id"]) for r in rows]
+    ids = []
+    for path in paths:
+        rows = stored(server, path, 1)
+        assert len(rows) == 1
+        ids.append(int(rows[0]["visitor_id"]))
+    return ids
 
 
 def test_forwarded_for_is_used_only_behind_a_trusted_proxy(live: Server) -> None:
