@@ -41,6 +41,7 @@ from starlette.applications import Starlette
 from dashboards.rollups import finalize
 from firstparty import metrics
 from firstparty.config import Config
+from firstparty.priority import lower_helper_threads
 from ingest.devices import DeviceKeys
 from ingest.salts import SaltKeeper
 from ingest.steps.identity import Identity
@@ -317,6 +318,7 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
             if time.monotonic() - last_report >= REPORT_INTERVAL:
                 last_report = time.monotonic()
                 await asyncio.to_thread(report_writer, config, writer)
+                lower_helper_threads()
             if keys is not None and time.monotonic() - last_maintenance >= KEY_MAINTENANCE_INTERVAL:
                 last_maintenance = time.monotonic()
                 await asyncio.to_thread(keys.maintain, dt.datetime.now(dt.UTC))

@@ -388,3 +388,27 @@ def test_concurrent_requests_share_fsyncs(srv: Server) -> None:
         assert time.monotonic() < deadline, values["firstparty_events_accepted_total"]
         time.sleep(0.1)
     assert values["firstparty_spool_fsyncs_total"] < 400
+
+
+def niceness(pid: int, tid: int) -> int:
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[16])  # field 19 of proc(5), counted after the command name
+
+
+def test_the_server_yields_the_cpu_to_its_workers(srv: Server) -> None:
+    # The writer's and the engine's threads run at a lower priority than the HTTP workers
+    # (whose latency is the beacons'); the main thread, which starts workers, keeps the default.
+    pid = srv.process.pid
+    deadline = time.monotonic() + 10
+    while True:
+        threads = {
+            int(t.name): niceness(pid, int(t.name)) for t in Path(f"/proc/{pid}/task").iterdir()
+        }
+        helpers = {tid: nice for tid, nice in threads.items() if tid != pid}
+        if helpers and all(nice == 10 for nice in helpers.values()):
+            break
+        assert time.monotonic() < deadline, f"helper threads not lowered: {helpers}"
+        time.sleep(0.1)
+    assert threads[pid] == 0
+    for worker in child_pids(pid):
+        assert niceness(worker, worker) == 0
