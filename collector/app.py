@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from collector.clientip import Network, client_ip, parse_networks
+from collector.clientip import Network, client_ip, joined_lines, parse_networks
 from collector.payload import PayloadError, parse_payload
 from firstparty.config import Config
 from ingest.hit import Hit
@@ -170,9 +170,7 @@ _PREFLIGHT = Response(
     },
 )
 # Request headers the endpoint reads; the rest are skipped without decoding.
-_WANTED = frozenset(
-    (b"content-type", b"content-length", b"x-forwarded-for", b"user-agent", b"dnt", b"sec-gpc")
-)
+_WANTED = frozenset((b"content-type", b"content-length", b"user-agent", b"dnt", b"sec-gpc"))
 
 
 async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
@@ -237,15 +235,12 @@ class EventEndpoint:
     async def accept(self, scope: Scope, receive: Receive, send: Send) -> Response | None:
         """Take one beacon; returns the error response, or None once the 202 is sent."""
         headers: dict[bytes, str] = {}
+        forwarded: list[str] = []
         for key, value in scope["headers"]:
-            if key in _WANTED:
-                text = value.decode("latin-1")
-                if key not in headers:
-                    headers[key] = text
-                elif key == b"x-forwarded-for":
-                    # A proxy may add its own header line after the client's: read them as one
-                    # list, so the rightmost hops (the trusted proxies' view) come last.
-                    headers[key] = f"{headers[key]}, {text}"
+            if key == b"x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
+            elif key in _WANTED and key not in headers:
+                headers[key] = value.decode("latin-1")
         media = headers.get(b"content-type", "").split(";")[0].strip().lower()
         if media not in ACCEPTED_TYPES:
             return error("Content-Type must be application/json or text/plain", 415)
@@ -262,7 +257,7 @@ class EventEndpoint:
         except PayloadError as exc:
             return error(str(exc), 400)
         client = scope.get("client")
-        ip = client_ip(client[0] if client else "", headers.get(b"x-forwarded-for"), self.trusted)
+        ip = client_ip(client[0] if client else "", joined_lines(forwarded), self.trusted)
         if ip is None:
             return error("the client address could not be determined", 400)
         received = self.now()

@@ -41,6 +41,15 @@ def is_trusted(peer: str, networks: tuple[Network, ...]) -> bool:
         return False
 
 
+def joined_lines(lines: Iterable[str]) -> str | None:
+    """Every X-Forwarded-For header line, in order, as one list (None when there is none).
+
+    A proxy may add its own line after one the client wrote: read as one list, the rightmost
+    hops (what the trusted proxies saw) come last, so a forged line cannot stand in for them.
+    """
+    return ", ".join(lines) or None
+
+
 def client_ip(peer: str, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str | None:
     """Walk X-Forwarded-For from the right, skipping trusted proxies; None if no valid address."""
     if not trusted or not forwarded_for or not is_trusted(peer, trusted):

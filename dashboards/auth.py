@@ -28,7 +28,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
-from collector.clientip import client_ip, is_trusted, parse_networks
+from collector.clientip import client_ip, is_trusted, joined_lines, parse_networks
 from dashboards.keys import sites_for_key
 from dashboards.users import User
 from firstparty.config import Config
@@ -183,9 +183,7 @@ class Auth:
 
     def limiter_keys(self, request: HTTPConnection, email: str) -> list[str]:
         peer = request.client.host if request.client else ""
-        # Every X-Forwarded-For line, in order: a client's forged line comes before the
-        # proxy's, so it cannot pick the network the limiter counts.
-        forwarded = ", ".join(request.headers.getlist("x-forwarded-for")) or None
+        forwarded = joined_lines(request.headers.getlist("x-forwarded-for"))
         ip = client_ip(peer, forwarded, self._trusted)
         email_key = self._mac("login-email", email.strip().lower())[:16]
         return [hashed_network(self.secret, ip), "email:" + email_key]

@@ -6,6 +6,7 @@ import datetime as dt
 import stat
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -22,6 +23,17 @@ __all__ = ["dashboard"]
 
 def _csrf(html: str) -> str:
     return html.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+
+
+def _post_login(client: httpx.Client, email: str, password: str, **kw: Any) -> httpx.Response:
+    """The login form as a browser sends it: the page first (its CSRF token), then the post."""
+    page = client.get("/login")
+    return client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": _csrf(page.text)},
+        follow_redirects=False,
+        **kw,
+    )
 
 
 def test_pages_and_data_need_a_session(dashboard: Dashboard) -> None:
@@ -67,16 +79,7 @@ def _fresh_login(dashboard: Dashboard) -> str:
     import httpx
 
     with httpx.Client(base_url=str(dashboard.client.base_url)) as other:
-        page = other.get("/login")
-        response = other.post(
-            "/login",
-            data={
-                "email": "viewer@example.com",
-                "password": PASSWORD,
-                "csrf_token": _csrf(page.text),
-            },
-            follow_redirects=False,
-        )
+        response = _post_login(other, "viewer@example.com", PASSWORD)
         assert response.status_code == 303
         return next(
             h for h in response.headers.get_list("set-cookie") if h.startswith("fp_session=")
@@ -189,22 +192,9 @@ def test_forged_or_tampered_cookie_is_ignored(dashboard: Dashboard) -> None:
 def test_login_rate_limit_holds_no_raw_ip(dashboard: Dashboard) -> None:
     c = dashboard.client
     for _ in range(10):
-        page = c.get("/login")
-        r = c.post(
-            "/login",
-            data={
-                "email": "admin@example.com",
-                "password": "nope-nope",
-                "csrf_token": _csrf(page.text),
-            },
-        )
+        r = _post_login(c, "admin@example.com", "nope-nope")
         assert r.status_code == 401
-    page = c.get("/login")
-    limited = c.post(
-        "/login",
-        data={"email": "admin@example.com", "password": PASSWORD, "csrf_token": _csrf(page.text)},
-        follow_redirects=False,
-    )
+    limited = _post_login(c, "admin@example.com", PASSWORD)
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
     from dashboards.auth import _AUTHS
 
@@ -240,38 +230,22 @@ def test_login_limit_counts_the_network_the_trusted_proxy_saw(dashboard: Dashboa
     app = Starlette(routes=web_routes(trusting, AsyncStore(dashboard.store)))
     with serving(app) as url, httpx.Client(base_url=url) as client:
         for n in range(10):
-            page = client.get("/login")
-            refused = client.post(
-                "/login",
-                data={
-                    "email": f"nobody{n}@example.com",  # the email limit never trips
-                    "password": "nope-nope",
-                    "csrf_token": _csrf(page.text),
-                },
+            refused = _post_login(
+                client,
+                f"nobody{n}@example.com",  # the email limit never trips
+                "nope-nope",
                 headers=[("x-forwarded-for", f"10.{n}.0.1"), ("x-forwarded-for", "192.0.2.7")],
             )
             assert refused.status_code == 401
-        page = client.get("/login")
-        limited = client.post(
-            "/login",
-            data={
-                "email": "admin@example.com",
-                "password": PASSWORD,
-                "csrf_token": _csrf(page.text),
-            },
-            headers={"x-forwarded-for": "192.0.2.7"},
-            follow_redirects=False,
+        limited = _post_login(
+            client, "admin@example.com", PASSWORD, headers={"x-forwarded-for": "192.0.2.7"}
         )
     assert limited.status_code == 429
 
 
 def _session_cookie(client: httpx.Client) -> str:
-    page = client.get("/login")
-    response = client.post(
-        "/login",
-        data={"email": "admin@example.com", "password": PASSWORD, "csrf_token": _csrf(page.text)},
-        headers={"x-forwarded-proto": "https"},
-        follow_redirects=False,
+    response = _post_login(
+        client, "admin@example.com", PASSWORD, headers={"x-forwarded-proto": "https"}
     )
     return next(h for h in response.headers.get_list("set-cookie") if h.startswith("fp_session="))
 
