@@ -36,7 +36,7 @@ import pyarrow as pa
 from dashboards.query import parse_query, run_query
 from firstparty.config import Config, parse
 from firstparty.server import schema_values
-from ingest.event import ARROW_SCHEMA
+from ingest.batch import ARROW_SCHEMA
 from store import open_owner
 from store import schema as schema_mod
 from store.base import Store, StoreError

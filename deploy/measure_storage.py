@@ -24,7 +24,8 @@ import pyarrow as pa
 
 from firstparty.config import Config
 from firstparty.server import schema_values
-from ingest.event import ARROW_SCHEMA, COLUMNS
+from ingest.batch import ARROW_SCHEMA
+from ingest.event import COLUMNS
 from store import open_owner
 from store import schema as schema_mod
 from store.base import Store

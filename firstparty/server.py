@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import datetime as dt
 import fcntl
-import gc
 import logging
 import multiprocessing
 import os
 import secrets
 import signal
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -42,11 +39,12 @@ from dashboards.rollups import finalize
 from firstparty import metrics
 from firstparty.config import Config
 from firstparty.priority import lower_helper_threads
+from firstparty.worker import WORKER_STOP_BUDGET, bind, run_worker
 from ingest.devices import DeviceKeys
 from ingest.salts import SaltKeeper
 from ingest.steps.identity import Identity
 from ingest.writer import FAULT_FILE, DedupSettingsMissing, Writer, check_dedup_settings
-from store import connect, open_owner
+from store import open_owner
 from store import schema as schema_mod
 from store.base import Store, StoreError
 from store.remote import RemoteStore, admin_routes, alive, socket_path
@@ -54,7 +52,6 @@ from store.url import parse_store_url
 
 log = logging.getLogger("firstparty.server")
 
-WORKER_STOP_BUDGET = 15.0  # seconds for workers to finish their requests
 WRITER_STOP_BUDGET = 10.0  # then seconds for the final insert; the total stays under 30 s
 REPORT_INTERVAL = 0.5
 # How long sealed spool segments wait to grow a batch, counted from the oldest segment's
@@ -82,83 +79,6 @@ def admin_socket(config: Config) -> Path:
     if target.path is not None:
         return socket_path(target.path)
     return config.data_dir / "admin.sock"
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM this worker when the server dies, even by kill -9."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-def _worker_main(config: Config, lobby: socket.socket, index: int, parent: int) -> None:
-    _die_with_parent()
-    if os.getppid() != parent:
-        return  # the server died while we were starting
-    from firstparty.app import build_app
-
-    # The event loop, the pipeline thread and the spool thread pass the GIL to each other for
-    # every group of beacons: a shorter switch interval than the 5 ms default keeps the loop
-    # from waiting behind a busy pipeline thread (the latency tail).
-    sys.setswitchinterval(0.0005)
-    store = connect(config.store)
-    app = build_app(config, store, worker=f"w{index}-{os.getpid()}")
-    # What is built so far (parsers, the GeoIP reader, tables) lives as long as the worker:
-    # kept out of the cyclic collector, whose full passes over it pause the event loop.
-    gc.collect()
-    gc.freeze()
-    uv = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=int(WORKER_STOP_BUDGET) - 3,
-        server_header=False,
-        # The collector decides from `[server] trusted_proxies` (collector/clientip.py); uvicorn
-        # would otherwise trust X-Forwarded-For from 127.0.0.1 and hide the real peer.
-        proxy_headers=False,
-    )
-    host, port = lobby.getsockname()[:2]
-    uvicorn.Server(uv).run(sockets=[lobby, listen(host, port)])
-    store.close()
-
-
-def _socket(host: str) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    return sock
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """The collector's shared listening socket (the lobby), inherited by every worker.
-
-    Each worker also listens on its own SO_REUSEPORT socket (`listen`) and the kernel spreads
-    new connections over all of them: on the lobby alone, the worker that wakes first takes a
-    whole burst of connections, and keep-alive clients (a reverse proxy's upstream pool) stay
-    unevenly spread for their whole life. The lobby belongs to the server, not to a worker, so
-    while workers start or one is being replaced, connections wait in its queue instead of
-    being refused. The address is first taken without SO_REUSEPORT, so that a port already in
-    use, even by another firstparty, is an error.
-    """
-    probe = _socket(host)
-    try:
-        probe.bind((host, port))
-        port = probe.getsockname()[1]
-    finally:
-        probe.close()
-    return listen(host, port, inheritable=True)
-
-
-def listen(host: str, port: int, inheritable: bool = False) -> socket.socket:
-    """A listening socket in the address's SO_REUSEPORT group."""
-    sock = _socket(host)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(inheritable)
-    return sock
 
 
 def worker_count(config: Config) -> int:
@@ -263,7 +183,7 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
 
     def spawn(index: int) -> BaseProcess:
         proc: BaseProcess = ctx.Process(
-            target=_worker_main,
+            target=run_worker,
             args=(config, listener, index, parent),
             name=f"firstparty-worker-{index}",
         )

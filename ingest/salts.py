@@ -33,8 +33,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import pyarrow as pa
-
 from store.base import Store, StoreError
 
 log = logging.getLogger("firstparty.salts")
@@ -208,14 +206,18 @@ class KeyRing:
         if existing is not None:
             return existing, False
         candidate = (offer or secrets.token_bytes(SALT_BYTES)).hex()
-        columns: dict[str, pa.Array] = {
-            self._t.period_column: pa.array([period], pa.date32()),
-            self._t.value_column: pa.array([candidate], pa.string()),
-            "created_at": pa.array([now], pa.timestamp("ms", tz="UTC")),
+        columns = {
+            self._t.period_column: "{period:Date}",
+            self._t.value_column: "{value:String}",
+            "created_at": "{now:DateTime64(3, 'UTC')}",
         }
         if self._t.rotation is not None:
-            columns["rotation"] = pa.array([self._t.rotation], pa.string())
-        self._store.insert(self._t.table, pa.table(columns))
+            columns["rotation"] = "{rotation:String}"
+        names, values = ", ".join(columns), ", ".join(columns.values())
+        self._store.command(
+            f"INSERT INTO {self._t.table} ({names}) VALUES ({values})",
+            self._params(period=period, value=candidate, now=now),
+        )
         chosen = self._chosen(period)
         if chosen is None:  # pragma: no cover - the insert above was acknowledged
             raise RuntimeError(f"the new {self._t.kind} was not found after inserting it")
@@ -247,17 +249,17 @@ class KeyRing:
         )
 
     def _log(self, period: dt.date, action: str, at: dt.datetime) -> None:
-        self._store.insert(
-            "salt_log",
-            pa.table(
-                {
-                    "kind": pa.array([self._t.kind], pa.string()),
-                    "rotation": pa.array([self._t.rotation or "daily"], pa.string()),
-                    "period": pa.array([period], pa.date32()),
-                    "action": pa.array([action], pa.string()),
-                    "at": pa.array([at], pa.timestamp("ms", tz="UTC")),
-                }
-            ),
+        # Bound parameters rather than an Arrow batch: the workers that call this lack pyarrow.
+        self._store.command(
+            "INSERT INTO salt_log (kind, rotation, period, action, at) VALUES ({kind:String}, "
+            "{rotation:String}, {period:Date}, {action:String}, {at:DateTime64(3, 'UTC')})",
+            {
+                "kind": self._t.kind,
+                "rotation": self._t.rotation or "daily",
+                "period": period,
+                "action": action,
+                "at": at,
+            },
         )
 
     # -- destruction ------------------------------------------------------------------------

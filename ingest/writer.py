@@ -30,7 +30,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from ingest.event import ARROW_SCHEMA, Event, to_arrow
+from ingest.batch import ARROW_SCHEMA, to_arrow
+from ingest.event import Event
 from ingest.sessions import Sessionizer
 from ingest.spool import (
     QUARANTINE,

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Params = Mapping[str, Any]
 
@@ -29,35 +30,44 @@ class StoreBusy(StoreError):
 
 @dataclass(frozen=True)
 class Rows:
-    """A query result, column-oriented as ClickHouse returns it (Arrow underneath)."""
+    """A query result, column-oriented as ClickHouse returns it, as plain Python values.
 
-    table: pa.Table
+    Plain lists rather than an Arrow table, so that processes that only read small results
+    (the HTTP workers, through `store.remote`) never load pyarrow.
+    """
+
+    names: list[str]
+    data: list[list[Any]]  # one list per column, in `names` order
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> Rows:
+        return cls(list(table.column_names), [c.to_pylist() for c in table.columns])
 
     @property
     def columns(self) -> list[str]:
-        return list(self.table.column_names)
+        return list(self.names)
 
     def __len__(self) -> int:
-        return int(self.table.num_rows)
+        return len(self.data[0]) if self.data else 0
 
     def dicts(self) -> list[dict[str, Any]]:
-        return list(self.table.to_pylist())
+        names = self.names
+        return [dict(zip(names, row, strict=True)) for row in zip(*self.data, strict=True)]
 
     def tuples(self) -> list[tuple[Any, ...]]:
-        cols = [self.table.column(i).to_pylist() for i in range(self.table.num_columns)]
-        return list(zip(*cols, strict=True))
+        return list(zip(*self.data, strict=True))
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.dicts())
 
     def scalar(self) -> Any:
         """The first column of the first row (None when there is no row)."""
-        if self.table.num_rows == 0:
+        if not self.data or not self.data[0]:
             return None
-        return self.table.column(0)[0].as_py()
+        return self.data[0][0]
 
     def column(self, name: str) -> list[Any]:
-        return list(self.table.column(name).to_pylist())
+        return list(self.data[self.names.index(name)])
 
 
 class Store(Protocol):
@@ -83,6 +93,8 @@ class Store(Protocol):
 
 def batch(columns: Mapping[str, Sequence[Any]], schema: pa.Schema | None = None) -> pa.Table:
     """Build an Arrow batch from plain Python columns."""
+    import pyarrow as pa
+
     if schema is not None:
         return pa.table(
             {name: pa.array(columns[name], type=schema.field(name).type) for name in schema.names}

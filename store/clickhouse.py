@@ -181,7 +181,7 @@ class ClickHouseStore:
                 table = client.query_arrow(sql, parameters=dict(params or {}), use_strings=True)
         except DRIVER_ERRORS as exc:
             raise _translate(exc, self.url) from None
-        return Rows(table)
+        return Rows.from_arrow(table)
 
     def command(
         self, sql: str, params: Params | None = None, settings: Mapping[str, Any] | None = None

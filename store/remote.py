@@ -8,19 +8,22 @@ commands use this backend then, so they work whether or not the server is runnin
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import pyarrow as pa
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from store.base import Params, Rows, Store, StoreError, StoreUnavailable
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TIMEOUT = httpx.Timeout(120.0, connect=5.0)
 
@@ -48,7 +51,63 @@ def encode_params(params: Params | None) -> dict[str, Any]:
     return {key: _encode(value) for key, value in (params or {}).items()}
 
 
+# Query results travel as JSON with the few non-JSON types tagged, so that the workers, which
+# read small results (salts, dashboards), need no pyarrow. Inserts travel as Arrow IPC.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_TAG = "$t"
+
+
+def _pack(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
+    if isinstance(value, dt.datetime):
+        return {_TAG: "datetime", "v": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {_TAG: "date", "v": value.isoformat()}
+    if isinstance(value, decimal.Decimal):
+        return {_TAG: "decimal", "v": str(value)}
+    if isinstance(value, bytes):
+        return {_TAG: "bytes", "v": value.hex()}
+    if isinstance(value, tuple):  # a Map's entries, as Arrow gives them
+        return {_TAG: "tuple", "v": [_pack(v) for v in value]}
+    if isinstance(value, list):
+        return [_pack(v) for v in value]
+    if isinstance(value, dict):  # keys of any type, so as pairs
+        return {_TAG: "dict", "v": [[_pack(k), _pack(v)] for k, v in value.items()]}
+    raise TypeError(f"a query result holds a {type(value).__name__}, which the socket cannot carry")
+
+
+_UNPACK: dict[str, Any] = {
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "decimal": decimal.Decimal,
+    "bytes": bytes.fromhex,
+    "tuple": tuple,
+    "dict": lambda pairs: {k: v for k, v in pairs},
+}
+
+
+def _unpack(obj: dict[str, Any]) -> Any:
+    tag = obj.get(_TAG)
+    return obj if tag is None else _UNPACK[tag](obj["v"])
+
+
+def rows_to_wire(rows: Rows) -> bytes:
+    columns = [
+        column if set(map(type, column)) <= _PLAIN else [_pack(v) for v in column]
+        for column in rows.data
+    ]
+    return json.dumps({"names": rows.names, "data": columns}, separators=(",", ":")).encode()
+
+
+def rows_from_wire(data: bytes) -> Rows:
+    decoded = json.loads(data, object_hook=_unpack)
+    return Rows(list(decoded["names"]), list(decoded["data"]))
+
+
 def table_to_ipc(table: pa.Table) -> bytes:
+    import pyarrow as pa
+
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -56,6 +115,8 @@ def table_to_ipc(table: pa.Table) -> bytes:
 
 
 def ipc_to_table(data: bytes) -> pa.Table:
+    import pyarrow as pa
+
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
@@ -90,7 +151,7 @@ class RemoteStore:
         self, sql: str, params: Params | None = None, settings: Mapping[str, Any] | None = None
     ) -> Rows:
         body = {"sql": sql, "params": encode_params(params), "settings": dict(settings or {})}
-        return Rows(ipc_to_table(self._post("/store/query", json=body).content))
+        return rows_from_wire(self._post("/store/query", json=body).content)
 
     def command(
         self, sql: str, params: Params | None = None, settings: Mapping[str, Any] | None = None
@@ -143,7 +204,7 @@ def admin_routes(store: Store) -> list[Route]:
             return _json_error(str(exc), 503)
         except (StoreError, ValueError) as exc:
             return _json_error(str(exc), 400)
-        return Response(table_to_ipc(rows.table), media_type="application/vnd.apache.arrow.stream")
+        return Response(rows_to_wire(rows), media_type="application/json")
 
     async def command(request: Request) -> Response:
         try:
@@ -164,7 +225,7 @@ def admin_routes(store: Store) -> list[Route]:
             await run_in_threadpool(store.insert, request.headers["x-table"], table, token)
         except StoreUnavailable as exc:
             return _json_error(str(exc), 503)
-        except (StoreError, ValueError, KeyError, pa.ArrowInvalid) as exc:
+        except (StoreError, ValueError, KeyError) as exc:  # pyarrow.ArrowInvalid is a ValueError
             return _json_error(str(exc), 400)
         return JSONResponse({"ok": True})
 

@@ -15,7 +15,8 @@ from dashboards.privacy import report
 from dashboards.privacy.model import Context
 from firstparty.cli import main
 from firstparty.config import Config, parse
-from ingest.event import Event, to_arrow
+from ingest.batch import to_arrow
+from ingest.event import Event
 from ingest.salts import SaltKeeper, visitor_hash
 from store.base import Store
 

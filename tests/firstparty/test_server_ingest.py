@@ -412,3 +412,18 @@ def test_the_server_yields_the_cpu_to_its_workers(srv: Server) -> None:
     assert threads[pid] == 0
     for worker in child_pids(pid):
         assert niceness(worker, worker) == 0
+
+
+def test_workers_leave_pyarrow_and_the_engine_to_the_server(srv: Server) -> None:
+    # Workers parse, anonymise and spool beacons and read small results through the admin
+    # socket; Arrow and the engine (~40 MB and ~330 MB) belong to the server process alone.
+    with httpx.Client() as client:
+        for n in range(20):
+            assert post(client, srv.url, n).status_code == 202
+        assert client.get(srv.url + "/healthz").status_code == 200
+    workers = child_pids(srv.process.pid)
+    assert workers
+    for worker in workers:
+        mapped = Path(f"/proc/{worker}/maps").read_text()
+        assert "libarrow" not in mapped and "chdb" not in mapped
+    assert "libarrow" in Path(f"/proc/{srv.process.pid}/maps").read_text()

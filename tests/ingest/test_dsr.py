@@ -14,8 +14,9 @@ import pytest
 from firstparty.cli import main
 from firstparty.config import parse
 from ingest import dsr
+from ingest.batch import to_arrow
 from ingest.devices import DeviceKeys, device_hash
-from ingest.event import Event, to_arrow
+from ingest.event import Event
 from ingest.salts import SaltKeeper
 from store.base import Store
 

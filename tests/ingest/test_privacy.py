@@ -403,7 +403,8 @@ def test_no_raw_address_anywhere_after_thousands_of_visitors(tmp_path: Path, vis
 
 def test_the_scan_finds_planted_addresses(shared_store: Store) -> None:
     """The scan above must be able to fail: plant each form and see it found."""
-    from ingest.event import Event, to_arrow
+    from ingest.batch import to_arrow
+    from ingest.event import Event
 
     v4, v6, mapped = "203.0.113.77", "2a00:1450:4001:82a::200e", "::ffff:198.51.100.99"
     event = Event(

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.event import COLUMNS, Event, to_arrow
+from ingest.batch import to_arrow
+from ingest.event import COLUMNS, Event
 from ingest.sessions import Sessionizer
 from ingest.spool import HEADER, QUARANTINE, SEALED, SpoolWriter, encode, sealed_segments
 from ingest.writer import (

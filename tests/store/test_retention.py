@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ingest.event import Event, to_arrow
+from ingest.batch import to_arrow
+from ingest.event import Event
 from store import retention
 from store import schema as schema_mod
 from store.base import Store

@@ -8,7 +8,8 @@ import pytest
 
 from firstparty.config import parse
 from firstparty.server import schema_values
-from ingest.event import ARROW_SCHEMA, COLUMNS, Event
+from ingest.batch import ARROW_SCHEMA
+from ingest.event import COLUMNS, Event
 from store import schema as schema_mod
 from store.base import Store
 

@@ -4,6 +4,7 @@ CLICKHOUSE_URL), and through the admin socket of a running server."""
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,27 @@ def exercise(store: Store) -> None:
         {"since": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
     ).scalar()
     assert got == dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    # Every kind of value the dashboards and the privacy tools read comes back as the same
+    # Python value on every backend (the admin socket carries them as tagged JSON).
+    typed = store.query(
+        "SELECT toDate('2026-01-02') AS d, toUInt64(18446744073709551615) AS big, [1, 2] AS arr, "
+        "map('a', 'b') AS m, toDecimal64(1.5, 2) AS dec, CAST(NULL AS Nullable(String)) AS nul, "
+        "-3.5 AS f, toDateTime64('2026-01-02 03:04:05.678', 3, 'UTC') AS t, "
+        "[toDate('2026-01-01')] AS ds"
+    ).dicts()
+    assert typed == [
+        {
+            "d": dt.date(2026, 1, 2),
+            "big": 2**64 - 1,
+            "arr": [1, 2],
+            "m": [("a", "b")],
+            "dec": decimal.Decimal("1.50"),
+            "nul": None,
+            "f": -3.5,
+            "t": dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC),
+            "ds": [dt.date(2026, 1, 1)],
+        }
+    ]
     # The same dedup token twice stores the batch once; a new token stores it again.
     store.insert("contract", rows(10, "d"), dedup_token="batch-1")
     store.insert("contract", rows(10, "d"), dedup_token="batch-1")
