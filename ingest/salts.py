@@ -206,18 +206,18 @@ class KeyRing:
         if existing is not None:
             return existing, False
         candidate = (offer or secrets.token_bytes(SALT_BYTES)).hex()
-        columns = {
-            self._t.period_column: "{period:Date}",
-            self._t.value_column: "{value:String}",
-            "created_at": "{now:DateTime64(3, 'UTC')}",
+        # An insert body, never a bound parameter: parameters travel in a ClickHouse server's
+        # request URL, which proxies and the server's trace log may record.
+        import pyarrow as pa  # only here: workers load it just when they create a key
+
+        columns: dict[str, pa.Array] = {
+            self._t.period_column: pa.array([period], pa.date32()),
+            self._t.value_column: pa.array([candidate], pa.string()),
+            "created_at": pa.array([now], pa.timestamp("ms", tz="UTC")),
         }
         if self._t.rotation is not None:
-            columns["rotation"] = "{rotation:String}"
-        names, values = ", ".join(columns), ", ".join(columns.values())
-        self._store.command(
-            f"INSERT INTO {self._t.table} ({names}) VALUES ({values})",
-            self._params(period=period, value=candidate, now=now),
-        )
+            columns["rotation"] = pa.array([self._t.rotation], pa.string())
+        self._store.insert(self._t.table, pa.table(columns))
         chosen = self._chosen(period)
         if chosen is None:  # pragma: no cover - the insert above was acknowledged
             raise RuntimeError(f"the new {self._t.kind} was not found after inserting it")

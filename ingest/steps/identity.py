@@ -69,8 +69,10 @@ class Identity:
 
     def maintain(self, now: dt.datetime) -> None:
         """Destroy expired salts and device keys (the server runs this on a timer; the
-        pipeline also does on the first hit after a boundary). A store error is logged and
-        retried later, never raised."""
+        pipeline also does on the first hit after a boundary), and make the day's salt, so
+        that the HTTP workers usually find it rather than create it. A store error is logged
+        and retried later, never raised."""
         self.salts.maintain(now)
+        self.salts.key(now)
         if self.devices is not None:
             self.devices.maintain(now)
