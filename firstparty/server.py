@@ -190,6 +190,13 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
         proc.start()
         return proc
 
+    keys = key_maintenance(config, store) if owner else None
+    last_maintenance = 0.0
+    if keys is not None:
+        # Today's salt exists before the first beacon, so no worker makes it (and loads pyarrow
+        # to insert it) in a race with the others.
+        await asyncio.to_thread(keys.maintain, dt.datetime.now(dt.UTC))
+        last_maintenance = time.monotonic()
     workers = [spawn(i) for i in range(worker_count(config))]
     started_at = [time.monotonic()] * len(workers)
     # A worker that dies right after starting (a bad deploy, a broken config) is restarted
@@ -208,8 +215,6 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
         flush=True,
     )
     last_report = 0.0
-    keys = key_maintenance(config, store) if owner else None
-    last_maintenance = 0.0
     folding = asyncio.create_task(fold_closed_days(config, store, stopping)) if owner else None
     try:
         while not stopping.is_set():
