@@ -249,7 +249,8 @@ class KeyRing:
         )
 
     def _log(self, period: dt.date, action: str, at: dt.datetime) -> None:
-        # Bound parameters rather than an Arrow batch: the workers that call this lack pyarrow.
+        # Bound parameters (names and times, nothing secret) rather than an Arrow batch:
+        # workers log the destructions they run and have no pyarrow loaded.
         self._store.command(
             "INSERT INTO salt_log (kind, rotation, period, action, at) VALUES ({kind:String}, "
             "{rotation:String}, {period:Date}, {action:String}, {at:DateTime64(3, 'UTC')})",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,8 +65,12 @@ def _pack(value: Any) -> Any:
         return {_TAG: "datetime", "v": value.isoformat()}
     if isinstance(value, dt.date):
         return {_TAG: "date", "v": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {_TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
     if isinstance(value, decimal.Decimal):
         return {_TAG: "decimal", "v": str(value)}
+    if isinstance(value, uuid.UUID):
+        return {_TAG: "uuid", "v": str(value)}
     if isinstance(value, bytes):
         return {_TAG: "bytes", "v": value.hex()}
     if isinstance(value, tuple):  # a Map's entries, as Arrow gives them
@@ -80,7 +85,9 @@ def _pack(value: Any) -> Any:
 _UNPACK: dict[str, Any] = {
     "datetime": dt.datetime.fromisoformat,
     "date": dt.date.fromisoformat,
+    "timedelta": lambda parts: dt.timedelta(*parts),
     "decimal": decimal.Decimal,
+    "uuid": uuid.UUID,
     "bytes": bytes.fromhex,
     "tuple": tuple,
     "dict": lambda pairs: {k: v for k, v in pairs},
@@ -200,11 +207,12 @@ def admin_routes(store: Store) -> list[Route]:
             rows = await run_in_threadpool(
                 store.query, data["sql"], data.get("params"), data.get("settings")
             )
+            body = rows_to_wire(rows)
         except StoreUnavailable as exc:
             return _json_error(str(exc), 503)
-        except (StoreError, ValueError) as exc:
+        except (StoreError, ValueError, TypeError) as exc:
             return _json_error(str(exc), 400)
-        return Response(rows_to_wire(rows), media_type="application/json")
+        return Response(body, media_type="application/json")
 
     async def command(request: Request) -> Response:
         try:

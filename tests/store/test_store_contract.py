@@ -7,6 +7,7 @@ import datetime as dt
 import decimal
 import subprocess
 import sys
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def exercise(store: Store) -> None:
         "SELECT toDate('2026-01-02') AS d, toUInt64(18446744073709551615) AS big, [1, 2] AS arr, "
         "map('a', 'b') AS m, toDecimal64(1.5, 2) AS dec, CAST(NULL AS Nullable(String)) AS nul, "
         "-3.5 AS f, toDateTime64('2026-01-02 03:04:05.678', 3, 'UTC') AS t, "
-        "[toDate('2026-01-01')] AS ds"
+        "[toDate('2026-01-01')] AS ds, toUUID('499fe588-bd8e-4bd2-81da-ff5fa7b2b3fd') AS u, "
+        "toIntervalSecond(5) AS i, tuple(1, 'a') AS tu"
     ).dicts()
     assert typed == [
         {
@@ -78,6 +80,9 @@ def exercise(store: Store) -> None:
             "f": -3.5,
             "t": dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC),
             "ds": [dt.date(2026, 1, 1)],
+            "u": uuid.UUID("499fe588-bd8e-4bd2-81da-ff5fa7b2b3fd"),
+            "i": dt.timedelta(seconds=5),
+            "tu": {"1": 1, "2": "a"},
         }
     ]
     # The same dedup token twice stores the batch once; a new token stores it again.
