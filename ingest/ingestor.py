@@ -98,17 +98,20 @@ class Ingestor:
         # Shielded: a client that disconnects does not cancel the commit of others' events.
         return await asyncio.shield(waiter)
 
+    def _commit(self, records: list[bytes]) -> Exception | None:
+        """Append and fsync (in the spool thread); the failure that denies the 202, if any."""
+        try:
+            self.spool.append(records)
+        except Exception as exc:  # noqa: BLE001 - SpoolFull or a disk error: no 202
+            return exc
+        return None
+
     def _prepare_and_write(
         self, batch: list[Sequence[Hit]]
     ) -> tuple[list[tuple[list[bytes], Reasons] | Exception], Exception | None]:
         prepared = self._prepare(batch)
         records = [r for p in prepared if not isinstance(p, Exception) for r in p[0]]
-        if records:
-            try:
-                self.spool.append(records)
-            except Exception as exc:  # noqa: BLE001 - SpoolFull or a disk error: no 202
-                return prepared, exc
-        return prepared, None
+        return prepared, self._commit(records) if records else None
 
     async def _run_pipeline(self) -> None:
         loop = asyncio.get_running_loop()
@@ -154,10 +157,9 @@ class Ingestor:
         while self._unwritten:
             group, self._unwritten = self._unwritten, []
             records = [record for recs, _, _ in group for record in recs]
-            try:
-                await loop.run_in_executor(self._io, self.spool.append, records)
-            except Exception as exc:  # noqa: BLE001 - SpoolFull or a disk error: no 202
-                _fail([w for _, _, w in group], exc)
+            failed = await loop.run_in_executor(self._io, self._commit, records)
+            if failed is not None:
+                _fail([w for _, _, w in group], failed)
                 continue
             for _, reasons, waiter in group:
                 _done(waiter, reasons)
