@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from dashboards.batch import Batch
 from dashboards.query import parse_query, run_query
 from firstparty.config import Config, parse
 from firstparty.server import schema_values
@@ -200,8 +201,11 @@ def payload(
         ),
     ]
 
+    # As the site page does: the breakdowns share one read of the visits (dashboards/batch.py).
+    batch: Batch[Any] = Batch(BREAKDOWNS)
+
     def one(body: dict[str, Any]) -> None:
-        run_query(store, config, parse_query(body, config, now), now)
+        run_query(store, config, parse_query(body, config, now), now, batch)
 
     began = time.perf_counter()
     if serial:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dashboards import filters as flt
+from dashboards.batch import Batch
 from dashboards.filters import Filter, Leaf, Params
 from dashboards.metrics import (
     ABSOLUTE_CHANGE,
@@ -300,6 +301,7 @@ class _Plan:
     now: dt.datetime
     notes: list[str] = field(default_factory=list)
     sources: set[str] = field(default_factory=set)
+    batch: Batch[Any] | None = None  # the queries asked with this one (a dashboard page)
 
     @property
     def dims(self) -> list[Dimension]:
@@ -308,8 +310,10 @@ class _Plan:
     def grain(self, dim: Dimension) -> str:
         return self.grains[dim.name]
 
-    def query(self, sql: str, params: Params) -> list[dict[str, Any]]:
-        return self.store.query(sql, params.values, QUERY_SETTINGS).dicts()
+    def query(
+        self, sql: str, params: Params, settings: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        return self.store.query(sql, params.values, {**QUERY_SETTINGS, **(settings or {})}).dicts()
 
 
 def _midnight(day: dt.date) -> dt.datetime:
@@ -489,8 +493,50 @@ def _session_rows(
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
     """Visit aggregates over the visits starting in `period`, merged live: from `sessions`,
     or for a period still running from its recent `events` (which the primary key finds)."""
-    params = Params()
     dims = plan.dims if dims is None else dims
+    batch = plan.batch
+    if batch is not None and batch.shares(dims):
+        # The same visits, grouped by each breakdown of the batch in one read.
+        key = (plan.spec.site_id, repr(plan.spec.filters), period.start, period.end, facts)
+        shared: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = batch.once(
+            (*key, tuple(aggs.items())),
+            lambda: _session_sets(plan, period, aggs, batch.dims, facts),
+        )
+        return shared.get(dims[0].name, {})
+    sql, params, names = _session_sql(plan, period, aggs, dims, facts)
+    if names:
+        sql += f" GROUP BY {', '.join(names)}"
+    rows = plan.query(sql, params)
+    return {_key_dims(plan, dims, r, names): {m: r[m] for m in aggs} for r in rows}
+
+
+def _session_sets(
+    plan: _Plan, period: Period, aggs: dict[str, str], dims: list[Dimension], facts: bool
+) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
+    """`_session_rows` for each of `dims` alone (one visit dimension each), in one read."""
+    sql, params, names = _session_sql(plan, period, aggs, dims, facts, flags=True)
+    sql += f" GROUP BY GROUPING SETS ({', '.join(f'({n})' for n in names)})"
+    out: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {d.name: {} for d in dims}
+    # grouping(x) is 0 for the rows grouped by x (standard SQL; pinned for older servers)
+    settings = {"force_grouping_standard_compatibility": 1}
+    for r in plan.query(sql, params, settings):
+        for d, n in zip(dims, names, strict=True):
+            if r[f"g_{n}"] == 0:
+                out[d.name][_key_dims(plan, [d], r, [n])] = {m: r[m] for m in aggs}
+    return out
+
+
+def _session_sql(
+    plan: _Plan,
+    period: Period,
+    aggs: dict[str, str],
+    dims: list[Dimension],
+    facts: bool,
+    flags: bool = False,
+) -> tuple[str, Params, list[str]]:
+    """The SELECT of `_session_rows` up to its GROUP BY, and its dimension column names
+    (with `flags`, also `g_<name>`: which grouping set a row belongs to)."""
+    params = Params()
     names = [f"d{i}" for i in range(len(dims))]
     site = params.add(plan.spec.site_id, "String")
     start, end = _time(plan, period, params)
@@ -529,6 +575,8 @@ def _session_rows(
             cols.append(f"{_wrap(d, d.session_column)} AS {n}")
         else:
             cols.append(f"e.{n} AS {n}")
+    if flags:
+        cols += [f"grouping({n}) AS g_{n}" for n in names]
     selected = ", ".join([*cols, *(f"{a} AS {m}" for m, a in aggs.items())])
     sql = f"SELECT {selected} FROM {source}"
     if event_dims:
@@ -541,10 +589,7 @@ def _session_rows(
         where.append(_session_where(plan, params))
     if where:
         sql += " WHERE " + " AND ".join(where)
-    if names:
-        sql += f" GROUP BY {', '.join(names)}"
-    rows = plan.query(sql, params)
-    return {_key_dims(plan, dims, r, names): {m: r[m] for m in aggs} for r in rows}
+    return sql, params, names
 
 
 def _visits_key(plan: _Plan, period: Period, dims: list[Dimension]) -> str | None:
@@ -875,21 +920,27 @@ def _warnings(plan: _Plan, period: Period, now: dt.datetime) -> list[str]:
 
 
 def run_query(
-    store: Store, config: Config, spec: QuerySpec, now: dt.datetime | None = None
+    store: Store,
+    config: Config,
+    spec: QuerySpec,
+    now: dt.datetime | None = None,
+    batch: Batch[Any] | None = None,
 ) -> dict[str, Any]:
-    """Answer `spec` as Plausible's Stats API v2 does: `results`, `meta` and `query`."""
+    """Answer `spec` as Plausible's Stats API v2 does: `results`, `meta` and `query`.
+
+    With `batch`, reads shared with the other queries of that batch are made once."""
     now = now or dt.datetime.now(dt.UTC)
     period = spec.period
     if period.label == "all":
         start = first_day(store, spec.site_id)
         period = parse_range("all", now, start)
         spec = replace(spec, period=period)
-    plan = _Plan(store, config, spec, _grains(spec, period), now)
+    plan = _Plan(store, config, spec, _grains(spec, period), now, batch=batch)
     # The previous period and the totals are independent queries: asked beside the main one.
     prev_period = period.previous()
     prev_job = total_job = None
     if spec.include.comparisons:
-        prev_plan = _Plan(store, config, spec, _grains(spec, prev_period), now)
+        prev_plan = _Plan(store, config, spec, _grains(spec, prev_period), now, batch=batch)
         prev_job = _SIDE.submit(_run_period, prev_plan, prev_period)
     if spec.include.totals:
         total_spec = replace(spec, dimensions=(), order_by=())

@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any
 
 from dashboards import query as query_layer
+from dashboards.batch import Batch
 from firstparty.config import Config
 from store.aio import AsyncStore
 from store.base import Store
@@ -18,15 +19,24 @@ Query = dict[str, Any]
 Response = dict[str, Any]
 
 
-def _answer(store: Store, config: Config, body: Query, now: dt.datetime) -> Response:
+def _answer(
+    store: Store, config: Config, body: Query, now: dt.datetime, batch: Batch[Any] | None = None
+) -> Response:
     spec = query_layer.parse_query(body, config, now)
-    return query_layer.run_query(store, config, spec, now)
+    return query_layer.run_query(store, config, spec, now, batch)
 
 
-async def run(store: AsyncStore, config: Config, query: Query, now: dt.datetime) -> Response:
+async def run(
+    store: AsyncStore,
+    config: Config,
+    query: Query,
+    now: dt.datetime,
+    batch: Batch[Any] | None = None,
+) -> Response:
     """Answer a Stats API v2 query (its `site_id` already checked against the caller's sites),
-    as of `now` (the page's one clock reading, so its parts agree on what "today" is)."""
-    return await store.sync_call(_answer, config, query, now)
+    as of `now` (the page's one clock reading, so its parts agree on what "today" is). Queries
+    of one page pass the page's `batch`, so the reads they share are made once."""
+    return await store.sync_call(_answer, config, query, now, batch)
 
 
 async def current_visitors(store: AsyncStore, site: str, now: dt.datetime) -> int:

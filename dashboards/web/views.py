@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from dashboards.batch import Batch
 from dashboards.web import stats
 from dashboards.web.periods import INTERVALS, PRESETS, Period, buckets, resolve
 from firstparty.config import Config
@@ -325,6 +326,7 @@ async def _breakdown(
     tab: Tab,
     metrics: list[str],
     limit: int = ROWS,
+    batch: Batch[Any] | None = None,
 ) -> dict[str, Any]:
     query = _query(
         site,
@@ -334,7 +336,7 @@ async def _breakdown(
         dimensions=[tab.dimension],
         pagination={"limit": limit, "offset": 0},
     )
-    response = await stats.run(store, config, query, state.now)
+    response = await stats.run(store, config, query, state.now, batch)
     rows = []
     top = max((float(r["metrics"][0] or 0) for r in response["results"]), default=0.0)
     name = tab.dimension.split(":", 1)[1]
@@ -378,11 +380,16 @@ async def site_view(store: AsyncStore, config: Config, site: str, state: State) 
     panels = [
         (panel, next(t for t in panel.tabs if t.key == state.tabs[panel.key])) for panel in PANELS
     ]
+    # The panels' visit breakdowns share one read of the period's visits.
+    batch: Batch[Any] = Batch([tab.dimension for _, tab in panels])
     jobs: list[Any] = [
         _top_stats(store, config, site, state),
         _chart(store, config, site, state),
         stats.current_visitors(store, site, state.now),
-        *[_breakdown(store, config, site, state, tab, ["visitors"]) for _, tab in panels],
+        *[
+            _breakdown(store, config, site, state, tab, ["visitors"], batch=batch)
+            for _, tab in panels
+        ],
     ]
     if config.goals:
         jobs.append(

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
+from typing import Any, cast
 
 import pytest
 
+from dashboards.batch import Batch
 from dashboards.metrics import DIMENSIONS, METRICS
 from dashboards.query import parse_query, run_query
 from ingest.sessions import Sessionizer
 from ingest.writer import insert_events
-from store.base import Store
+from store.base import Store, StoreError
 from tests.dashboards import query_fixture as fx
 
 ALL = list(fx.EXPECTED)
@@ -276,16 +279,12 @@ def test_every_metric_and_dimension_is_covered_here() -> None:
         assert f'"{name}"' in source, name
 
 
-def test_filtered_visit_breakdowns_over_closed_days_and_today_match_the_sessions_table(
-    loaded: Store,
-) -> None:
-    # Today's visits are folded from their events with the filter applied to the events
-    # themselves; a BE visit that began yesterday and runs past midnight must still count on
-    # yesterday (its start is seen in the timeout's margin) and never on today.
+def _visits_until_today(store: Store) -> dt.date:
+    """The fixture plus visits yesterday (one running past midnight) and today; returns today."""
     today = fx.NOW.date()
     yesterday = today - dt.timedelta(days=1)
     insert_events(
-        loaded,
+        store,
         [
             fx.event(201, fx.at(yesterday, 23, 50), "pageview", "/", fx.GOOGLE),
             fx.event(201, fx.at(today, 0, 10), "pageview", "/pricing", fx.GOOGLE),
@@ -297,6 +296,16 @@ def test_filtered_visit_breakdowns_over_closed_days_and_today_match_the_sessions
         Sessionizer(dt.timedelta(minutes=30)),
         token="today",
     )
+    return today
+
+
+def test_filtered_visit_breakdowns_over_closed_days_and_today_match_the_sessions_table(
+    loaded: Store,
+) -> None:
+    # Today's visits are folded from their events with the filter applied to the events
+    # themselves; a BE visit that began yesterday and runs past midnight must still count on
+    # yesterday (its start is seen in the timeout's margin) and never on today.
+    today = _visits_until_today(loaded)
     metrics = ["visitors", "visits", "pageviews", "views_per_visit", "bounce_rate"]
     span = [fx.DAY1.isoformat(), today.isoformat()]
     config = fx.config()
@@ -331,6 +340,93 @@ def test_filtered_visit_breakdowns_over_closed_days_and_today_match_the_sessions
         date_range=span,
     )
     assert table(be) == {"Firefox": [3, 3, 6]}
+
+
+class _CountingReads:
+    """The real store, with its reads counted."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        return self.store.query(*args, **kwargs)
+
+
+def test_a_pages_breakdowns_asked_as_one_batch_answer_as_each_alone_in_fewer_reads(
+    loaded: Store,
+) -> None:
+    # The site page asks its panels together: the visit breakdowns share one grouped read of
+    # the visits (closed days and today), and each still gets exactly its own answer.
+    today = _visits_until_today(loaded)
+    config = fx.config()
+    dims = ["visit:source", "visit:country", "visit:browser", "visit:entry_page", "event:page"]
+    span = [fx.DAY1.isoformat(), today.isoformat()]
+    for filters in (
+        [["is", "visit:country", ["BE", "DE"]]],
+        [["is_not", "visit:device", ["Mobile"]], ["contains", "visit:source", ["o"]]],
+        [["is", "visit:entry_page", ["/"]]],
+        [],
+    ):
+        specs = [
+            parse_query(
+                {
+                    "site_id": fx.SITE,
+                    "metrics": ["visitors", "visits", "bounce_rate"],
+                    "dimensions": [d],
+                    "filters": filters,
+                    "date_range": span,
+                },
+                config,
+                fx.NOW,
+            )
+            for d in dims
+        ]
+        alone = _CountingReads(loaded)
+        answers = [run_query(cast(Store, alone), config, s, fx.NOW) for s in specs]
+        together = _CountingReads(loaded)
+        batch: Batch[Any] = Batch(dims)
+        # in threads, as the page's queries run
+        with ThreadPoolExecutor(len(specs)) as pool:
+            batched = list(
+                pool.map(
+                    run_query,
+                    repeat(cast(Store, together)),
+                    repeat(config),
+                    specs,
+                    repeat(fx.NOW),
+                    repeat(batch),
+                )
+            )
+        for d, one, other in zip(dims, answers, batched, strict=True):
+            assert one["results"] == other["results"], (d, filters)
+            assert one["results"], (d, filters)
+        assert together.reads < alone.reads, filters
+
+
+def test_a_batch_gives_every_asker_the_first_answer_or_its_error() -> None:
+    batch: Batch[int] = Batch(["visit:source", "visit:browser", "event:page"])
+    assert [d.name for d in batch.dims] == ["visit:source", "visit:browser"]
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(lambda _: batch.once("k", compute), range(32))) == {1}
+    assert calls == [1]
+
+    def fail() -> int:
+        raise StoreError("query stopped at its cap")
+
+    for _ in range(2):
+        with pytest.raises(StoreError, match="cap"):
+            batch.once("broken", fail)
 
 
 def test_rollups_and_raw_events_agree_beyond_exact_counting(store: Store) -> None:
