@@ -351,8 +351,13 @@ def _events_leaf(plan: _Plan, params: Params, site: str) -> Any:
 
 def _events_where(plan: _Plan, period: Period, params: Params) -> str:
     site = params.add(plan.spec.site_id, "String")
-    start, end = _time(plan, period, params)
-    where = f"site_id = {site} AND timestamp >= {start} AND timestamp < {end}"
+    if period.day_aligned() and period.start.utcoffset() == dt.timedelta(0):
+        # the same rows (UTC days), found from a 2-byte column instead of the 8-byte timestamp
+        first, last = params.add(period.start.date(), "Date"), params.add(period.end.date(), "Date")
+        where = f"site_id = {site} AND day >= {first} AND day < {last}"
+    else:
+        start, end = _time(plan, period, params)
+        where = f"site_id = {site} AND timestamp >= {start} AND timestamp < {end}"
     leaf_fn = _events_leaf(plan, params, site)
     for tree in plan.spec.filters:
         where += " AND " + flt.compile_tree(tree, leaf_fn)
