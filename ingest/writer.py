@@ -9,11 +9,13 @@ materialized view's target, checked by `check_dedup_settings`) stores the batch 
 a manifest's segments are already gone, the insert had succeeded: the rest are deleted.
 
 Store down or failing: the batch stays on disk, the writer retries with capped exponential
-backoff, and the spool keeps growing up to its quota. Memory is bounded by `max_rows`.
+backoff, and the spool keeps growing up to its quota. Memory is bounded by `max_rows`: at most
+two batches are held, one being inserted while the next is prepared.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import hashlib
 import io
@@ -74,16 +76,6 @@ def insert_events(
         sessions.assign(events[i], prevs[i])
     if events:
         store.insert("events", to_arrow([events[i] for i in order]), dedup_token=token)
-
-
-def insert_table(
-    store: Store, table: pa.Table, sessions: Sessionizer, token: str, prev_ids: list[int]
-) -> int:
-    """Assign sessions to a columnar batch (as `decode_batch` gives) and insert it."""
-    if table.num_rows == 0:
-        return 0
-    store.insert("events", sessions.assign_table(table, prev_ids, store), dedup_token=token)
-    return int(table.num_rows)
 
 
 _STRINGS = pa.list_(pa.string())
@@ -204,6 +196,21 @@ class WriterStats:
     flush_seconds: list[float] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _InFlight:
+    """A batch whose insert is running."""
+
+    future: concurrent.futures.Future[None]
+    manifest: Path
+    segments: list[Path]
+    rows: int
+    started: float
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(p.name for p in self.segments)
+
+
 class Writer:
     def __init__(
         self,
@@ -231,6 +238,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one drain at a time (thread and final drain)
         self._seq = 0
+        self._inserter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="insert")
         spool_dir.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -249,15 +257,28 @@ class Writer:
         return result.records
 
     def _insert(self, token: str, records: list[bytes]) -> int:
+        started = time.monotonic()
+        table = self._assigned(records)
+        if table is None:
+            return self._insert_slowly(token, records)
+        if table.num_rows:
+            self.store.insert("events", table, dedup_token=token)
+        return self._inserted(table.num_rows, started)
+
+    def _assigned(self, records: list[bytes]) -> pa.Table | None:
+        """The batch's rows with their sessions, ready to insert; None when some record does
+        not decode as a batch (one from another version: the slow path takes them one by one)."""
         if self.fault_file is not None and self.fault_file.exists():
             raise StoreUnavailable(f"fault injected: {self.fault_file.name} exists")
-        started = time.monotonic()
         try:
             table, prev_ids = decode_batch(records)
         except (pa.ArrowInvalid, ValueError):
-            # A record from another version, or one that does not decode: one by one.
-            return self._insert_slowly(token, records)
-        rows = insert_table(self.store, table, self.sessions, token, prev_ids)
+            return None
+        if table.num_rows == 0:
+            return table
+        return self.sessions.assign_table(table, prev_ids, self.store)
+
+    def _inserted(self, rows: int, started: float) -> int:
         self.stats.flush_seconds.append(time.monotonic() - started)
         self.stats.batch_rows.append(rows)
         return rows
@@ -332,8 +353,10 @@ class Writer:
         self._finish(manifest, segments, rows)
         return rows
 
-    def _next_batch(self, force: bool) -> tuple[list[Path], list[bytes]] | None:
-        sealed = list(sealed_segments(self.spool_dir))
+    def _next_batch(
+        self, force: bool, busy: frozenset[str] = frozenset()
+    ) -> tuple[list[Path], list[bytes]] | None:
+        sealed = [p for p in sealed_segments(self.spool_dir) if p.name not in busy]
         if not sealed:
             return None
         total = sum(p.stat().st_size for p in sealed if p.exists())
@@ -363,20 +386,54 @@ class Writer:
             seal_orphans(self.spool_dir)
             for manifest in sorted(self.spool_dir.glob(MANIFEST_GLOB)):
                 total += self._replay(manifest)
-            while deadline is None or time.monotonic() < deadline:
-                batch = self._next_batch(force)
-                if batch is None:
-                    break
-                segments, records = batch
-                names = [p.name for p in segments]
-                token = batch_token(self.collector_id, names)
-                self._seq += 1
-                manifest = self.spool_dir / f"batch-{time.time_ns():020d}-{self._seq:06d}.json"
-                write_atomic(manifest, json.dumps({"segments": names, "token": token}).encode())
-                rows = self._insert(token, records)
-                self._finish(manifest, segments, rows)
-                total += rows
+            # Pipelined: while one batch is inserted (the engine runs without the GIL), the
+            # next is read, decoded and given its sessions. Each batch still has its manifest
+            # before its insert starts, and is finished only after its insert succeeded.
+            flight: _InFlight | None = None
+            try:
+                while deadline is None or time.monotonic() < deadline:
+                    batch = self._next_batch(force, flight.names if flight else frozenset())
+                    if batch is None:
+                        break
+                    segments, records = batch
+                    names = [p.name for p in segments]
+                    token = batch_token(self.collector_id, names)
+                    self._seq += 1
+                    manifest = self.spool_dir / f"batch-{time.time_ns():020d}-{self._seq:06d}.json"
+                    write_atomic(manifest, json.dumps({"segments": names, "token": token}).encode())
+                    started = time.monotonic()
+                    table = self._assigned(records)
+                    if flight is not None:
+                        total += self._land(flight)
+                        flight = None
+                    if table is None or table.num_rows == 0:
+                        rows = self._insert_slowly(token, records) if table is None else 0
+                        self._finish(manifest, segments, rows)
+                        total += rows
+                        continue
+                    future = self._inserter.submit(
+                        self.store.insert, "events", table, dedup_token=token
+                    )
+                    flight = _InFlight(future, manifest, segments, table.num_rows, started)
+                if flight is not None:
+                    total += self._land(flight)
+                    flight = None
+            finally:
+                if flight is not None:
+                    # Something failed while the previous insert ran: let it end, and finish it
+                    # if it stored its batch (else its manifest replays it).
+                    try:
+                        self._land(flight)
+                    except Exception:  # the first error is the one raised
+                        log.debug("writer: the insert in flight failed too", exc_info=True)
             return total
+
+    def _land(self, flight: _InFlight) -> int:
+        """Wait for the insert in flight; finish its batch once it is stored."""
+        flight.future.result()
+        rows = self._inserted(flight.rows, flight.started)
+        self._finish(flight.manifest, flight.segments, rows)
+        return rows
 
     # -- the loop ----------------------------------------------------------------------------
 

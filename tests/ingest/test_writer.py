@@ -7,6 +7,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -143,6 +144,62 @@ def test_store_down_keeps_the_spool_and_recovery_drains_it(store: Store, tmp_pat
     fault.unlink()
     assert writer.drain_once() == 50
     assert counts(store) == (50, 50, 50)
+
+
+class LostResponse:
+    """The real store, whose `fail_at`-th insert stores its rows and then reports an error
+    (a response lost on the way back, as a timeout does)."""
+
+    def __init__(self, store: Store, fail_at: int) -> None:
+        self.store = store
+        self.fail_at = fail_at
+        self.inserts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def insert(self, table: str, data: Any, dedup_token: str | None = None) -> None:
+        self.inserts += 1
+        self.store.insert(table, data, dedup_token=dedup_token)
+        if self.inserts == self.fail_at:
+            raise StoreUnavailable("connection reset after the insert")
+
+
+def test_an_insert_failing_while_the_next_batch_is_prepared_loses_and_doubles_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    # The writer prepares batch 2 (manifest, decode, sessions) while batch 1 is inserted.
+    spool_dir = tmp_path / "spool"
+    for w in range(3):
+        spool_events(spool_dir, w * 100, 100, worker=f"w{w}")
+    flaky = LostResponse(store, fail_at=1)
+    writer = make_writer(cast(Store, flaky), spool_dir, max_rows=100)
+    with pytest.raises(StoreUnavailable):
+        writer.drain_once()
+    assert len(list(spool_dir.glob("batch-*.json"))) == 2  # batch 1 stored, batch 2 prepared
+    assert counts(store) == (100, 100, 100)
+    restarted = make_writer(store, spool_dir, max_rows=100)
+    assert restarted.drain_once() == 300  # batch 1 again (stored once), then 2 and 3
+    assert counts(store) == (300, 300, 300)
+    assert not list(spool_dir.glob("*"))
+
+
+def test_batches_insert_in_turn_and_each_is_finished_after_its_insert(
+    store: Store, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    for w in range(4):
+        spool_events(spool_dir, w * 50, 50, worker=f"w{w}")
+    flaky = LostResponse(store, fail_at=3)
+    writer = make_writer(cast(Store, flaky), spool_dir, max_rows=50)
+    with pytest.raises(StoreUnavailable):
+        writer.drain_once()
+    # batches 1 and 2 finished; 3 stored but unfinished; 4 prepared, never inserted
+    assert writer.stats.batch_rows == [50, 50]
+    assert counts(store) == (150, 150, 150)
+    assert writer.drain_once() == 100
+    assert counts(store) == (200, 200, 200)
+    assert not list(spool_dir.glob("*"))
 
 
 def test_the_loop_backs_off_while_failing_and_reports_it(store: Store, tmp_path: Path) -> None:
