@@ -254,6 +254,30 @@ def measure(
     return out
 
 
+def _wait_for_mutations(store: Store) -> None:
+    """A reused store may have just migrated (its parts rewritten in the background): measure
+    the steady state, after the rewrite."""
+    began = time.monotonic()
+    while True:
+        left = int(
+            store.query(
+                "SELECT count() FROM system.mutations WHERE database = currentDatabase() "
+                "AND NOT is_done"
+            ).scalar()
+            or 0
+        )
+        if not left:
+            break
+        sys.stderr.write(
+            f"\r  waiting for {left} schema migration(s) to rewrite the stored parts, "
+            f"{time.monotonic() - began:.0f} s"
+        )
+        sys.stderr.flush()
+        time.sleep(1)
+    if time.monotonic() - began > 1:
+        sys.stderr.write("\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -280,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(args.path) / f"{args.events}"
     store = open_owner(f"chdb://{path}")
     schema_mod.apply(store, schema_values(config))
+    _wait_for_mutations(store)
     have = int(store.query("SELECT count() FROM events").scalar() or 0)
     rate = None
     if not (args.reuse and have >= args.events * 0.99):
