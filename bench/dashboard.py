@@ -13,8 +13,12 @@
    site page runs them; "one at a time" times the same payload serially, for comparison.
    Reports p50/p90 per payload and the raw/rollup ratio.
 
-Reuses an existing store at `--path` with the same event count (`--reuse`), because generating
-100M events takes a while.
+The store holds `--days` days of traffic up to 12:00 UTC of the day it was generated, and is
+measured as of that moment: a mid-day look, with the morning's visits still live (folded from
+raw events) and nothing in the future.
+
+Reuses an existing store at `--path` with the same event count and generator (`--reuse`),
+because generating 100M events takes a while; it is then measured as of its own noon.
 """
 
 from __future__ import annotations
@@ -76,16 +80,17 @@ def _dict_array(values: list[str], idx: np.ndarray) -> pa.Array:
 
 
 def make_batch(
-    rng: np.random.Generator, rows: int, start: dt.datetime, days: int, first_session: int
+    rng: np.random.Generator, rows: int, start: dt.datetime, end: dt.datetime, first_session: int
 ) -> pa.Table:
-    """About `rows` events in whole visits spread over `days` days from `start`."""
+    """About `rows` events in whole visits spread over [start, end): none in the future."""
     mean_len = 4.0
     sessions = max(1, int(rows / mean_len))
     lengths = np.minimum(rng.geometric(1 / mean_len, sessions), 40)
     n = int(lengths.sum())
     sid = np.arange(first_session, first_session + sessions, dtype=np.uint64)
     # ~1.3 visits per visitor per day: the visitor id is a hash of (person, day)
-    session_start = rng.integers(0, days * 86400, sessions) * 1000 + rng.integers(0, 1000, sessions)
+    span_s = int((end - start).total_seconds())
+    session_start = rng.integers(0, span_s, sessions) * 1000 + rng.integers(0, 1000, sessions)
     person = rng.integers(0, max(1, sessions // 3), sessions)
     day = session_start // 86_400_000
     visitor = (
@@ -144,18 +149,20 @@ def make_batch(
             pa.array([], pa.string()),
         ),
     }
-    return pa.table({f.name: columns[f.name].cast(f.type) for f in ARROW_SCHEMA})
+    table = pa.table({f.name: columns[f.name].cast(f.type) for f in ARROW_SCHEMA})
+    # a visit still going on at `end` has only its events so far
+    return table.filter(pa.array(ts < span_s * 1000))
 
 
 def generate(store: Store, events: int, days: int, batch: int, now: dt.datetime) -> float:
-    """Insert about `events` events; returns events per second."""
+    """Insert about `events` events over the `days` days up to `now`; returns events/s."""
     rng = np.random.default_rng(42)
     start = dt.datetime(now.year, now.month, now.day, tzinfo=dt.UTC) - dt.timedelta(days=days - 1)
     done = 0
     session = 1
     began = time.monotonic()
     while done < events:
-        table = make_batch(rng, min(batch, events - done), start, days, session)
+        table = make_batch(rng, min(batch, events - done), start, now, session)
         session += table.num_rows
         store.insert("events", table)
         done += table.num_rows
@@ -166,6 +173,8 @@ def generate(store: Store, events: int, days: int, batch: int, now: dt.datetime)
     return done / (time.monotonic() - began)
 
 
+# Bumped when the generated data changes, so `--reuse` regenerates an older store.
+GENERATOR = 2
 BREAKDOWNS = [
     "event:page",
     "visit:source",
@@ -201,8 +210,9 @@ def payload(
         ),
     ]
 
-    # As the site page does: the breakdowns share one read of the visits (dashboards/batch.py).
-    batch: Batch[Any] = Batch(BREAKDOWNS)
+    # As the site page does: the top stats and the breakdowns share one read of the visits
+    # (dashboards/batch.py).
+    batch: Batch[Any] = Batch(BREAKDOWNS, totals=True)
 
     def one(body: dict[str, Any]) -> None:
         run_query(store, config, parse_query(body, config, now), now, batch)
@@ -300,14 +310,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     config = parse(f'[[site]]\ndomain = "{SITE}"\n', env={})
-    now = dt.datetime.now(dt.UTC)
     path = Path(args.path) / f"{args.events}"
+    marker = Path(args.path) / f"{args.events}.json"
+    made = json.loads(marker.read_text()) if marker.exists() else {}
     store = open_owner(f"chdb://{path}")
     schema_mod.apply(store, schema_values(config))
     _wait_for_mutations(store)
     have = int(store.query("SELECT count() FROM events").scalar() or 0)
     rate = None
-    if not (args.reuse and have >= args.events * 0.99):
+    reusable = args.reuse and have >= args.events * 0.99 and made.get("generator") == GENERATOR
+    if reusable:
+        now = dt.datetime.fromisoformat(made["now"])
+    else:
+        # The dashboard is looked at mid-day: today holds the morning's visits, and no event
+        # lies after "now" (a store never holds the future).
+        today = dt.datetime.now(dt.UTC).date()
+        now = dt.datetime(today.year, today.month, today.day, 12, tzinfo=dt.UTC)
         if have:
             for table in (
                 "events",
@@ -316,12 +334,15 @@ def main(argv: list[str] | None = None) -> int:
                 "rollup_daily",
                 "visits_daily",
                 "visits_daily_done",
+                "visit_facts",
             ):
                 store.command(f"TRUNCATE TABLE {table}")
         print(
-            f"generating {args.events:,} events over {args.days} days in batches of {args.batch:,}"
+            f"generating {args.events:,} events over the {args.days} days up to "
+            f"{now:%Y-%m-%d %H:%M} UTC, in batches of {args.batch:,}"
         )
         rate = generate(store, args.events, args.days, args.batch, now)
+        marker.write_text(json.dumps({"generator": GENERATOR, "now": now.isoformat()}))
         # steady state: background merges would have folded the parts of a 30-day store
         began = time.monotonic()
         for table in ("sessions", "rollup_hourly", "rollup_daily"):

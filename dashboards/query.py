@@ -61,6 +61,9 @@ QUERY_SETTINGS: dict[str, Any] = {
 }
 # Side queries of one answer (the previous period, the totals), run beside its main query.
 _SIDE = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="query")
+# Today's part of a visit query, read beside its closed days. Its own pool: a side query
+# waiting on it must never wait behind itself.
+_LIVE = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="query-live")
 MAX_ROWS = 100_000  # breakdown rows read back per query (the top ones by visitors)
 MAX_LIMIT = 10_000
 EVENT_METRICS = ("visitors", "visits", "pageviews", "events", "time_on_page")
@@ -487,6 +490,8 @@ _SESSION_AS_EVENT = {
     "pageviews": ("sum(s_pageviews)", "sum(pageviews)"),
     "events": ("sum(s_events)", "sum(events)"),
 }
+# What a batch's shared read of the visits computes: every agg a visit query may ask of it.
+_BATCH_AGGS = {**{m: a[0] for m, a in _SESSION_AS_EVENT.items()}, **_PARTS}
 
 
 def _session_rows(
@@ -500,14 +505,18 @@ def _session_rows(
     or for a period still running from its recent `events` (which the primary key finds)."""
     dims = plan.dims if dims is None else dims
     batch = plan.batch
-    if batch is not None and batch.shares(dims):
-        # The same visits, grouped by each breakdown of the batch in one read.
-        key = (plan.spec.site_id, repr(plan.spec.filters), period.start, period.end, facts)
-        shared: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = batch.once(
-            (*key, tuple(aggs.items())),
-            lambda: _session_sets(plan, period, aggs, batch.dims, facts),
-        )
-        return shared.get(dims[0].name, {})
+    if batch is not None and batch.shares(dims) and aggs.items() <= _BATCH_AGGS.items():
+        # The same visits, grouped by each breakdown of the batch (and the totals) in one
+        # read; closed days only for those that read them (the others have a rollup).
+        sets = [ds for ds in batch.sets if not facts or _visits_key(plan, period, list(ds)) is None]
+        if tuple(dims) in sets and len(sets) > 1:
+            key = (plan.spec.site_id, repr(plan.spec.filters), period.start, period.end, facts)
+            shared: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = batch.once(
+                (*key, tuple(d.name for ds in sets for d in ds), len(sets)),
+                lambda: _session_sets(plan, period, _BATCH_AGGS, sets, facts),
+            )
+            mine = shared[_set_name(tuple(dims))]
+            return {k: {m: v[m] for m in aggs} for k, v in mine.items()}
     sql, params, names = _session_sql(plan, period, aggs, dims, facts)
     if names:
         sql += f" GROUP BY {', '.join(names)}"
@@ -515,19 +524,33 @@ def _session_rows(
     return {_key_dims(plan, dims, r, names): {m: r[m] for m in aggs} for r in rows}
 
 
+def _set_name(dims: tuple[Dimension, ...]) -> str:
+    return dims[0].name if dims else ""
+
+
 def _session_sets(
-    plan: _Plan, period: Period, aggs: dict[str, str], dims: list[Dimension], facts: bool
+    plan: _Plan,
+    period: Period,
+    aggs: dict[str, str],
+    sets: list[tuple[Dimension, ...]],
+    facts: bool,
 ) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
-    """`_session_rows` for each of `dims` alone (one visit dimension each), in one read."""
+    """`_session_rows` for each of `sets` (one visit dimension, or none: the totals), in one
+    read, keyed by the dimension's name ("" for the totals)."""
+    dims = [ds[0] for ds in sets if ds]
     sql, params, names = _session_sql(plan, period, aggs, dims, facts, flags=True)
-    sql += f" GROUP BY GROUPING SETS ({', '.join(f'({n})' for n in names)})"
-    out: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {d.name: {} for d in dims}
+    groups = [f"({n})" for n in names] + ["()" for ds in sets if not ds]
+    sql += f" GROUP BY GROUPING SETS ({', '.join(groups)})"
+    out: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {_set_name(ds): {} for ds in sets}
     # grouping(x) is 0 for the rows grouped by x (standard SQL; pinned for older servers)
     settings = {"force_grouping_standard_compatibility": 1}
     for r in plan.query(sql, params, settings):
-        for d, n in zip(dims, names, strict=True):
-            if r[f"g_{n}"] == 0:
-                out[d.name][_key_dims(plan, [d], r, [n])] = {m: r[m] for m in aggs}
+        grouped = [(d, n) for d, n in zip(dims, names, strict=True) if r[f"g_{n}"] == 0]
+        if grouped:
+            d, n = grouped[0]
+            out[d.name][_key_dims(plan, [d], r, [n])] = {m: r[m] for m in aggs}
+        else:
+            out[""][()] = {m: r[m] for m in aggs}
     return out
 
 
@@ -658,6 +681,12 @@ def _visit_rows(
         plan.sources.add("sessions")
         return _session_rows(plan, period, live_aggs, dims)
     split = max(period.start, min(period.end, _midnight(cutoff(plan.now, timeout))))
+    live_job = None
+    if split < period.end:
+        # today's visits are folded from events beside the read of the closed days
+        plan.sources.add("sessions")
+        live = Period(split, period.end, "live")
+        live_job = _LIVE.submit(_session_rows, plan, live, live_aggs, dims)
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     if split > period.start and use_facts:
         plan.sources.add("visit_facts")
@@ -688,10 +717,8 @@ def _visit_rows(
         sql = f"SELECT {selected} FROM visits_daily FINAL WHERE {where}{group}"
         for r in plan.query(sql, params):
             out[_key_dims(plan, dims, r, names)] = {m: r["m" + m] for m in aggs}
-    if split < period.end:
-        plan.sources.add("sessions")
-        live = Period(split, period.end, "live")
-        for k, values in _session_rows(plan, live, live_aggs, dims).items():
+    if live_job is not None:
+        for k, values in live_job.result().items():
             into = out.setdefault(k, {m: 0 for m in aggs})
             for m, v in values.items():
                 # visitors add up too: visitor hashes rotate daily, so a multi-day total is a
@@ -945,7 +972,7 @@ def run_query(
     prev_period = period.previous()
     prev_job = total_job = None
     if spec.include.comparisons:
-        prev_plan = _Plan(store, config, spec, _grains(spec, prev_period), now, batch=batch)
+        prev_plan = _Plan(store, config, spec, _grains(spec, prev_period), now)
         prev_job = _SIDE.submit(_run_period, prev_plan, prev_period)
     if spec.include.totals:
         total_spec = replace(spec, dimensions=(), order_by=())
