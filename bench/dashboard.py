@@ -210,9 +210,8 @@ def payload(
         ),
     ]
 
-    # As the site page does: the top stats and the breakdowns share one read of the visits
-    # (dashboards/batch.py).
-    batch: Batch[Any] = Batch(BREAKDOWNS, totals=True)
+    # As the site page does: the breakdowns share one read of the visits (dashboards/batch.py).
+    batch: Batch[Any] = Batch(BREAKDOWNS)
 
     def one(body: dict[str, Any]) -> None:
         run_query(store, config, parse_query(body, config, now), now, batch)

@@ -23,23 +23,18 @@ T = TypeVar("T")
 
 
 class Batch(Generic[T]):
-    def __init__(self, dimensions: list[str], totals: bool = False) -> None:
-        """`dimensions`: the breakdowns asked together; `totals`: the page's top stats too."""
+    def __init__(self, dimensions: list[str]) -> None:
         dims = [dimension(name) for name in dimensions]
         # Only breakdowns by one visit attribute share a read: their rows are one per visit.
         self.dims: list[Dimension] = [
             d for d in dims if d is not None and d.kind in ("visit", "session")
         ]
-        # the groupings of the shared read: one per breakdown, () for the totals
-        self.sets: list[tuple[Dimension, ...]] = [(d,) for d in self.dims] + (
-            [()] if totals else []
-        )
         self._lock = threading.Lock()
         self._answers: dict[Hashable, Future[T]] = {}
 
     def shares(self, dims: list[Dimension]) -> bool:
         """Whether a read grouped by `dims` is one this batch answers for several queries."""
-        return len(self.sets) > 1 and tuple(dims) in self.sets
+        return len(self.dims) > 1 and len(dims) == 1 and dims[0] in self.dims
 
     def once(self, key: Hashable, compute: Callable[[], T]) -> T:
         """`compute()` the first time `key` is asked; every later ask (from any thread) gets

@@ -490,7 +490,8 @@ _SESSION_AS_EVENT = {
     "pageviews": ("sum(s_pageviews)", "sum(pageviews)"),
     "events": ("sum(s_events)", "sum(events)"),
 }
-# What a batch's shared read of the visits computes: every agg a visit query may ask of it.
+# What a batch's shared read of the visits computes: every agg a visit breakdown may ask of
+# it, so breakdowns asking different metrics still share it.
 _BATCH_AGGS = {**{m: a[0] for m, a in _SESSION_AS_EVENT.items()}, **_PARTS}
 
 
@@ -506,16 +507,16 @@ def _session_rows(
     dims = plan.dims if dims is None else dims
     batch = plan.batch
     if batch is not None and batch.shares(dims) and aggs.items() <= _BATCH_AGGS.items():
-        # The same visits, grouped by each breakdown of the batch (and the totals) in one
-        # read; closed days only for those that read them (the others have a rollup).
-        sets = [ds for ds in batch.sets if not facts or _visits_key(plan, period, list(ds)) is None]
-        if tuple(dims) in sets and len(sets) > 1:
+        # The same visits, grouped by each breakdown of the batch in one read; closed days
+        # only for the breakdowns that read them (the others have a rollup for them).
+        sets = [d for d in batch.dims if not facts or _visits_key(plan, period, [d]) is None]
+        if dims[0] in sets and len(sets) > 1:
             key = (plan.spec.site_id, repr(plan.spec.filters), period.start, period.end, facts)
             shared: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = batch.once(
-                (*key, tuple(d.name for ds in sets for d in ds), len(sets)),
+                (*key, tuple(d.name for d in sets)),
                 lambda: _session_sets(plan, period, _BATCH_AGGS, sets, facts),
             )
-            mine = shared[_set_name(tuple(dims))]
+            mine = shared[dims[0].name]
             return {k: {m: v[m] for m in aggs} for k, v in mine.items()}
     sql, params, names = _session_sql(plan, period, aggs, dims, facts)
     if names:
@@ -524,33 +525,19 @@ def _session_rows(
     return {_key_dims(plan, dims, r, names): {m: r[m] for m in aggs} for r in rows}
 
 
-def _set_name(dims: tuple[Dimension, ...]) -> str:
-    return dims[0].name if dims else ""
-
-
 def _session_sets(
-    plan: _Plan,
-    period: Period,
-    aggs: dict[str, str],
-    sets: list[tuple[Dimension, ...]],
-    facts: bool,
+    plan: _Plan, period: Period, aggs: dict[str, str], dims: list[Dimension], facts: bool
 ) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
-    """`_session_rows` for each of `sets` (one visit dimension, or none: the totals), in one
-    read, keyed by the dimension's name ("" for the totals)."""
-    dims = [ds[0] for ds in sets if ds]
+    """`_session_rows` for each of `dims` alone (one visit dimension each), in one read."""
     sql, params, names = _session_sql(plan, period, aggs, dims, facts, flags=True)
-    groups = [f"({n})" for n in names] + ["()" for ds in sets if not ds]
-    sql += f" GROUP BY GROUPING SETS ({', '.join(groups)})"
-    out: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {_set_name(ds): {} for ds in sets}
+    sql += f" GROUP BY GROUPING SETS ({', '.join(f'({n})' for n in names)})"
+    out: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {d.name: {} for d in dims}
     # grouping(x) is 0 for the rows grouped by x (standard SQL; pinned for older servers)
     settings = {"force_grouping_standard_compatibility": 1}
     for r in plan.query(sql, params, settings):
-        grouped = [(d, n) for d, n in zip(dims, names, strict=True) if r[f"g_{n}"] == 0]
-        if grouped:
-            d, n = grouped[0]
-            out[d.name][_key_dims(plan, [d], r, [n])] = {m: r[m] for m in aggs}
-        else:
-            out[""][()] = {m: r[m] for m in aggs}
+        for d, n in zip(dims, names, strict=True):
+            if r[f"g_{n}"] == 0:
+                out[d.name][_key_dims(plan, [d], r, [n])] = {m: r[m] for m in aggs}
     return out
 
 

@@ -372,32 +372,25 @@ def test_a_pages_breakdowns_asked_as_one_batch_answer_as_each_alone_in_fewer_rea
         [["is", "visit:entry_page", ["/"]]],
         [],
     ):
-        top = [
-            "visitors",
-            "visits",
-            "pageviews",
-            "views_per_visit",
-            "bounce_rate",
-            "visit_duration",
-        ]
         specs = [
             parse_query(
                 {
                     "site_id": fx.SITE,
-                    "metrics": ["visitors", "visits", "bounce_rate"] if d else top,
-                    "dimensions": [d] if d else [],
+                    # breakdowns asking different metrics still share the read
+                    "metrics": ["visitors", "visits", "bounce_rate"][: 1 + i % 3],
+                    "dimensions": [d],
                     "filters": filters,
                     "date_range": span,
                 },
                 config,
                 fx.NOW,
             )
-            for d in [*dims, ""]  # "": the top stats
+            for i, d in enumerate(dims)
         ]
         alone = _CountingReads(loaded)
         answers = [run_query(cast(Store, alone), config, s, fx.NOW) for s in specs]
         together = _CountingReads(loaded)
-        batch: Batch[Any] = Batch(dims, totals=True)
+        batch: Batch[Any] = Batch(dims)
         # in threads, as the page's queries run
         with ThreadPoolExecutor(len(specs)) as pool:
             batched = list(
@@ -410,7 +403,7 @@ def test_a_pages_breakdowns_asked_as_one_batch_answer_as_each_alone_in_fewer_rea
                     repeat(batch),
                 )
             )
-        for d, one, other in zip([*dims, ""], answers, batched, strict=True):
+        for d, one, other in zip(dims, answers, batched, strict=True):
             assert one["results"] == other["results"], (d, filters)
             assert one["results"], (d, filters)
         assert together.reads < alone.reads, filters
