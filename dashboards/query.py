@@ -490,9 +490,6 @@ _SESSION_AS_EVENT = {
     "pageviews": ("sum(s_pageviews)", "sum(pageviews)"),
     "events": ("sum(s_events)", "sum(events)"),
 }
-# What a batch's shared read of the visits computes: every agg a visit breakdown may ask of
-# it, so breakdowns asking different metrics still share it.
-_BATCH_AGGS = {**{m: a[0] for m, a in _SESSION_AS_EVENT.items()}, **_PARTS}
 
 
 def _session_rows(
@@ -506,18 +503,19 @@ def _session_rows(
     or for a period still running from its recent `events` (which the primary key finds)."""
     dims = plan.dims if dims is None else dims
     batch = plan.batch
-    if batch is not None and batch.shares(dims) and aggs.items() <= _BATCH_AGGS.items():
+    if batch is not None and batch.shares(dims):
         # The same visits, grouped by each breakdown of the batch in one read; closed days
         # only for the breakdowns that read them (the others have a rollup for them).
         sets = [d for d in batch.dims if not facts or _visits_key(plan, period, [d]) is None]
         if dims[0] in sets and len(sets) > 1:
             key = (plan.spec.site_id, repr(plan.spec.filters), period.start, period.end, facts)
+            # Keyed by the aggregates too: breakdowns asking other metrics read apart (every
+            # extra column costs the read at 100M events; the page's panels ask the same).
             shared: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = batch.once(
-                (*key, tuple(d.name for d in sets)),
-                lambda: _session_sets(plan, period, _BATCH_AGGS, sets, facts),
+                (*key, tuple(aggs.items()), tuple(d.name for d in sets)),
+                lambda: _session_sets(plan, period, aggs, sets, facts),
             )
-            mine = shared[dims[0].name]
-            return {k: {m: v[m] for m in aggs} for k, v in mine.items()}
+            return shared[dims[0].name]
     sql, params, names = _session_sql(plan, period, aggs, dims, facts)
     if names:
         sql += f" GROUP BY {', '.join(names)}"
