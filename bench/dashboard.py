@@ -210,8 +210,9 @@ def payload(
         ),
     ]
 
-    # As the site page does: the breakdowns share one read of the visits (dashboards/batch.py).
-    batch: Batch[Any] = Batch(BREAKDOWNS)
+    # As the site page does: the breakdowns (and with a filter the top stats) share one read of
+    # the visits (dashboards/batch.py).
+    batch: Batch[Any] = Batch(BREAKDOWNS, totals=True)
 
     def one(body: dict[str, Any]) -> None:
         run_query(store, config, parse_query(body, config, now), now, batch)

@@ -657,7 +657,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--rate", type=float, default=5000.0)
-    p.add_argument("--writer-rows", type=int, default=200_000)
+    # ten batches: a backlog draining, where the writer's pipeline (one batch prepared while
+    # the one before is inserted) is in its steady state
+    p.add_argument("--writer-rows", type=int, default=1_000_000)
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--profile", action="store_true", help="profile the per-beacon work instead")
     args = p.parse_args(argv)

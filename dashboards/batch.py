@@ -23,18 +23,24 @@ T = TypeVar("T")
 
 
 class Batch(Generic[T]):
-    def __init__(self, dimensions: list[str]) -> None:
+    def __init__(self, dimensions: list[str], totals: bool = False) -> None:
+        """`dimensions`: the breakdowns asked together; `totals`: the page's top stats too,
+        which join the read of today's visits when a filter makes the breakdowns read them."""
         dims = [dimension(name) for name in dimensions]
         # Only breakdowns by one visit attribute share a read: their rows are one per visit.
         self.dims: list[Dimension] = [
             d for d in dims if d is not None and d.kind in ("visit", "session")
         ]
+        self.totals = totals
         self._lock = threading.Lock()
         self._answers: dict[Hashable, Future[T]] = {}
 
     def shares(self, dims: list[Dimension]) -> bool:
-        """Whether a read grouped by `dims` is one this batch answers for several queries."""
-        return len(self.dims) > 1 and len(dims) == 1 and dims[0] in self.dims
+        """Whether a read grouped by `dims` is one this batch may answer for several queries
+        (one visit dimension of the batch, or none: the totals)."""
+        if len(self.dims) < 2:
+            return False
+        return (len(dims) == 1 and dims[0] in self.dims) or (not dims and self.totals)
 
     def once(self, key: Hashable, compute: Callable[[], T]) -> T:
         """`compute()` the first time `key` is asked; every later ask (from any thread) gets

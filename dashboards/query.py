@@ -490,6 +490,8 @@ _SESSION_AS_EVENT = {
     "pageviews": ("sum(s_pageviews)", "sum(pageviews)"),
     "events": ("sum(s_events)", "sum(events)"),
 }
+# Today's visits read once for a page's breakdowns and its top stats: what both ask of them.
+_LIVE_SHARED = {"visitors": _SESSION_AS_EVENT["visitors"][0], **_PARTS}
 
 
 def _session_rows(
@@ -504,18 +506,9 @@ def _session_rows(
     dims = plan.dims if dims is None else dims
     batch = plan.batch
     if batch is not None and batch.shares(dims):
-        # The same visits, grouped by each breakdown of the batch in one read; closed days
-        # only for the breakdowns that read them (the others have a rollup for them).
-        sets = [d for d in batch.dims if not facts or _visits_key(plan, period, [d]) is None]
-        if dims[0] in sets and len(sets) > 1:
-            key = (plan.spec.site_id, repr(plan.spec.filters), period.start, period.end, facts)
-            # Keyed by the aggregates too: breakdowns asking other metrics read apart (every
-            # extra column costs the read at 100M events; the page's panels ask the same).
-            shared: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = batch.once(
-                (*key, tuple(aggs.items()), tuple(d.name for d in sets)),
-                lambda: _session_sets(plan, period, aggs, sets, facts),
-            )
-            return shared[dims[0].name]
+        shared = _shared_visits(plan, batch, period, aggs, dims, facts)
+        if shared is not None:
+            return shared
     sql, params, names = _session_sql(plan, period, aggs, dims, facts)
     if names:
         sql += f" GROUP BY {', '.join(names)}"
@@ -523,19 +516,65 @@ def _session_rows(
     return {_key_dims(plan, dims, r, names): {m: r[m] for m in aggs} for r in rows}
 
 
+def _shared_visits(
+    plan: _Plan,
+    batch: Batch[Any],
+    period: Period,
+    aggs: dict[str, str],
+    dims: list[Dimension],
+    facts: bool,
+) -> dict[tuple[Any, ...], dict[str, Any]] | None:
+    """This query's part of the batch's one read of the visits, or None to read alone.
+
+    The visits are grouped by each breakdown of the batch; closed days only for those that
+    read them (the others have a rollup). With a filter, today's visits are read by the
+    breakdowns anyway, and the top stats (no dimension) take their totals from the same read.
+    Each asker gets exactly the aggregates it asked for."""
+    sets: list[tuple[Dimension, ...]] = [
+        (d,) for d in batch.dims if not facts or _visits_key(plan, period, [d]) is None
+    ]
+    together = aggs
+    if batch.totals and not facts and plan.spec.filters:
+        sets.append(())
+        together = _LIVE_SHARED
+    if tuple(dims) not in sets or len(sets) < 2 or not aggs.items() <= together.items():
+        return None
+    key = (plan.spec.site_id, repr(plan.spec.filters), period.start, period.end, facts)
+    # keyed by the aggregates too: a breakdown asking other metrics reads apart (every extra
+    # column costs the read at 100M events; the page's panels all ask the same)
+    shared: dict[tuple[str, ...], dict[tuple[Any, ...], dict[str, Any]]] = batch.once(
+        (*key, tuple(together.items()), tuple(tuple(d.name for d in ds) for ds in sets)),
+        lambda: _session_sets(plan, period, together, sets, facts),
+    )
+    mine = shared[tuple(d.name for d in dims)]
+    return {k: {m: v[m] for m in aggs} for k, v in mine.items()}
+
+
 def _session_sets(
-    plan: _Plan, period: Period, aggs: dict[str, str], dims: list[Dimension], facts: bool
-) -> dict[str, dict[tuple[Any, ...], dict[str, Any]]]:
-    """`_session_rows` for each of `dims` alone (one visit dimension each), in one read."""
+    plan: _Plan,
+    period: Period,
+    aggs: dict[str, str],
+    sets: list[tuple[Dimension, ...]],
+    facts: bool,
+) -> dict[tuple[str, ...], dict[tuple[Any, ...], dict[str, Any]]]:
+    """`_session_rows` for each of `sets` (one visit dimension, or none: the totals), in one
+    read, keyed by the set's dimension names."""
+    dims = [ds[0] for ds in sets if ds]
     sql, params, names = _session_sql(plan, period, aggs, dims, facts, flags=True)
-    sql += f" GROUP BY GROUPING SETS ({', '.join(f'({n})' for n in names)})"
-    out: dict[str, dict[tuple[Any, ...], dict[str, Any]]] = {d.name: {} for d in dims}
+    groups = [f"({n})" for n in names] + ["()" for ds in sets if not ds]
+    sql += f" GROUP BY GROUPING SETS ({', '.join(groups)})"
+    out: dict[tuple[str, ...], dict[tuple[Any, ...], dict[str, Any]]] = {
+        tuple(d.name for d in ds): {} for ds in sets
+    }
     # grouping(x) is 0 for the rows grouped by x (standard SQL; pinned for older servers)
     settings = {"force_grouping_standard_compatibility": 1}
     for r in plan.query(sql, params, settings):
-        for d, n in zip(dims, names, strict=True):
-            if r[f"g_{n}"] == 0:
-                out[d.name][_key_dims(plan, [d], r, [n])] = {m: r[m] for m in aggs}
+        by = [(d, n) for d, n in zip(dims, names, strict=True) if r[f"g_{n}"] == 0]
+        if by:
+            d, n = by[0]
+            out[(d.name,)][_key_dims(plan, [d], r, [n])] = {m: r[m] for m in aggs}
+        else:
+            out[()][()] = {m: r[m] for m in aggs}
     return out
 
 
