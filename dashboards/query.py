@@ -61,9 +61,6 @@ QUERY_SETTINGS: dict[str, Any] = {
 }
 # Side queries of one answer (the previous period, the totals), run beside its main query.
 _SIDE = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="query")
-# Today's part of a visit query, read beside its closed days. Its own pool: a side query
-# waiting on it must never wait behind itself.
-_LIVE = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="query-live")
 MAX_ROWS = 100_000  # breakdown rows read back per query (the top ones by visitors)
 MAX_LIMIT = 10_000
 EVENT_METRICS = ("visitors", "visits", "pageviews", "events", "time_on_page")
@@ -705,12 +702,6 @@ def _visit_rows(
         plan.sources.add("sessions")
         return _session_rows(plan, period, live_aggs, dims)
     split = max(period.start, min(period.end, _midnight(cutoff(plan.now, timeout))))
-    live_job = None
-    if split < period.end:
-        # today's visits are folded from events beside the read of the closed days
-        plan.sources.add("sessions")
-        live = Period(split, period.end, "live")
-        live_job = _LIVE.submit(_session_rows, plan, live, live_aggs, dims)
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     if split > period.start and use_facts:
         plan.sources.add("visit_facts")
@@ -741,8 +732,10 @@ def _visit_rows(
         sql = f"SELECT {selected} FROM visits_daily FINAL WHERE {where}{group}"
         for r in plan.query(sql, params):
             out[_key_dims(plan, dims, r, names)] = {m: r["m" + m] for m in aggs}
-    if live_job is not None:
-        for k, values in live_job.result().items():
+    if split < period.end:
+        plan.sources.add("sessions")
+        live = Period(split, period.end, "live")
+        for k, values in _session_rows(plan, live, live_aggs, dims).items():
             into = out.setdefault(k, {m: 0 for m in aggs})
             for m, v in values.items():
                 # visitors add up too: visitor hashes rotate daily, so a multi-day total is a
