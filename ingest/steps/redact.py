@@ -28,8 +28,9 @@ _PATTERN = re.compile(
     # Hyphens split runs, so slugs ("top-10-tips-for-2024") survive.
     r"|(?P<token>(?<![A-Za-z0-9_])(?=[A-Za-z_]*[0-9])(?=[0-9_]*[A-Za-z])"
     r"[A-Za-z0-9_]{20,}(?![A-Za-z0-9_]))"
-    # Five or more digits standing alone (order, user, phone numbers); years (4) survive.
-    r"|(?P<id>(?<![A-Za-z0-9])\+?\d(?:[\d\-. ]{3,}\d)?(?![A-Za-z0-9]))"
+    # Five or more digits standing alone (order, user, phone numbers); years (4) survive. Not
+    # followed by "@": a short number before a space must not swallow an email's local part.
+    r"|(?P<id>(?<![A-Za-z0-9])\+?\d(?:[\d\-. ]{3,}\d)?(?![A-Za-z0-9@]))"
 )
 _TRIGGER = re.compile(r"[@\d:]")
 _MIN_ID_DIGITS = 5
