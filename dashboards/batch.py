@@ -35,13 +35,6 @@ class Batch(Generic[T]):
         self._lock = threading.Lock()
         self._answers: dict[Hashable, Future[T]] = {}
 
-    def shares(self, dims: list[Dimension]) -> bool:
-        """Whether a read grouped by `dims` is one this batch may answer for several queries
-        (one visit dimension of the batch, or none: the totals)."""
-        if len(self.dims) < 2:
-            return False
-        return (len(dims) == 1 and dims[0] in self.dims) or (not dims and self.totals)
-
     def once(self, key: Hashable, compute: Callable[[], T]) -> T:
         """`compute()` the first time `key` is asked; every later ask (from any thread) gets
         the same answer, or the same error."""

@@ -351,8 +351,8 @@ def _events_leaf(plan: _Plan, params: Params, site: str) -> Any:
 
 def _events_where(plan: _Plan, period: Period, params: Params) -> str:
     site = params.add(plan.spec.site_id, "String")
-    if period.day_aligned() and period.start.utcoffset() == dt.timedelta(0):
-        # the same rows (UTC days), found from a 2-byte column instead of the 8-byte timestamp
+    if period.day_aligned():
+        # the same rows (periods are UTC days), from a 2-byte column, not the 8-byte timestamp
         first, last = params.add(period.start.date(), "Date"), params.add(period.end.date(), "Date")
         where = f"site_id = {site} AND day >= {first} AND day < {last}"
     else:
@@ -501,9 +501,8 @@ def _session_rows(
     """Visit aggregates over the visits starting in `period`, merged live: from `sessions`,
     or for a period still running from its recent `events` (which the primary key finds)."""
     dims = plan.dims if dims is None else dims
-    batch = plan.batch
-    if batch is not None and batch.shares(dims):
-        shared = _shared_visits(plan, batch, period, aggs, dims, facts)
+    if plan.batch is not None:
+        shared = _shared_visits(plan, plan.batch, period, aggs, dims, facts)
         if shared is not None:
             return shared
     sql, params, names = _session_sql(plan, period, aggs, dims, facts)
@@ -521,7 +520,8 @@ def _shared_visits(
     dims: list[Dimension],
     facts: bool,
 ) -> dict[tuple[Any, ...], dict[str, Any]] | None:
-    """This query's part of the batch's one read of the visits, or None to read alone.
+    """This query's part of the batch's one read of the visits, or None to read alone (a
+    grouping the batch does not hold, or nobody to share with).
 
     The visits are grouped by each breakdown of the batch; closed days only for those that
     read them (the others have a rollup). With a filter, today's visits are read by the

@@ -258,7 +258,12 @@ class Writer:
 
     def _insert(self, token: str, records: list[bytes]) -> int:
         started = time.monotonic()
-        table = self._assigned(records)
+        return self._insert_now(token, records, self._assigned(records), started)
+
+    def _insert_now(
+        self, token: str, records: list[bytes], table: pa.Table | None, started: float
+    ) -> int:
+        """Insert an assigned batch in this thread (the slow path when it did not decode)."""
         if table is None:
             return self._insert_slowly(token, records)
         if table.num_rows:
@@ -404,10 +409,10 @@ class Writer:
                     started = time.monotonic()
                     table = self._assigned(records)
                     if flight is not None:
-                        total += self._land(flight)
-                        flight = None
+                        landing, flight = flight, None
+                        total += self._land(landing)
                     if table is None or table.num_rows == 0:
-                        rows = self._insert_slowly(token, records) if table is None else 0
+                        rows = self._insert_now(token, records, table, started)
                         self._finish(manifest, segments, rows)
                         total += rows
                         continue
@@ -416,12 +421,12 @@ class Writer:
                     )
                     flight = _InFlight(future, manifest, segments, table.num_rows, started)
                 if flight is not None:
-                    total += self._land(flight)
-                    flight = None
+                    landing, flight = flight, None
+                    total += self._land(landing)
             finally:
                 if flight is not None:
-                    # Something failed while the previous insert ran: let it end, and finish it
-                    # if it stored its batch (else its manifest replays it).
+                    # Preparing the next batch failed while this insert ran: let it end, and
+                    # finish it if it stored its batch (else its manifest replays it).
                     try:
                         self._land(flight)
                     except Exception:  # the first error is the one raised
