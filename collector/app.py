@@ -31,6 +31,7 @@ from ingest.spool import SpoolFull
 
 log = logging.getLogger("firstparty.collector")
 
+EVENT_PATH = "/api/event"
 ACCEPTED_TYPES = ("application/json", "text/plain")
 CORS = {"access-control-allow-origin": "*"}
 SCRIPT_CACHE = "public, max-age=3600, stale-while-revalidate=86400"
@@ -295,16 +296,17 @@ class EventEndpoint:
         return None
 
 
-def event_routes(
+def event_endpoint(
     config: Config, ingestor: Ingestor, clock: Callable[[], dt.datetime] | None = None
-) -> list[Route]:
+) -> EventEndpoint:
     trusted = parse_networks(config.server.trusted_proxies)
-    limit = config.server.max_body_bytes
     now = clock or (lambda: dt.datetime.now(dt.UTC))
+    return EventEndpoint(trusted, config.server.max_body_bytes, ingestor, now)
+
+
+def event_routes(endpoint: EventEndpoint) -> list[Route]:
     scripts = load_scripts()
     optout = optout_page()
-
-    endpoint = EventEndpoint(trusted, limit, ingestor, now)
 
     @guarded
     async def script(request: Request) -> Response:
@@ -320,7 +322,7 @@ def event_routes(
         return optout.response(request)
 
     return [
-        Route("/api/event", endpoint),
+        Route(EVENT_PATH, endpoint),
         Route("/js/{name:str}", script, methods=["GET"]),
         Route("/optout", optout_handler, methods=["GET"]),
     ]
