@@ -675,6 +675,21 @@ def _visit_only(plan: _Plan, needed: set[str]) -> bool:
     return needed <= allowed | set(SESSION_METRICS)
 
 
+def _finalize(plan: _Plan, period: Period, timeout: dt.timedelta) -> None:
+    """Fold the period's closed days not yet folded; asked once per batch (a page's panels
+    all cover the same period, and each ask is a read of the markers under a lock)."""
+    site, first, last = plan.spec.site_id, period.start.date(), period.end.date()
+
+    def fold() -> list[dt.date]:
+        retention = plan.config.privacy.raw_retention_days
+        return finalize(plan.store, site, first, last, plan.now, retention, timeout)
+
+    if plan.batch is None:
+        fold()
+    else:
+        plan.batch.once(("finalize", site, first, last), fold)
+
+
 def _visit_rows(
     plan: _Plan, period: Period, aggs: dict[str, tuple[str, str]], dims: list[Dimension]
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -687,15 +702,7 @@ def _visit_rows(
         plan.sources.add("sessions")
         return _session_rows(plan, period, live_aggs, dims)
     try:
-        finalize(
-            plan.store,
-            plan.spec.site_id,
-            period.start.date(),
-            period.end.date(),
-            plan.now,
-            plan.config.privacy.raw_retention_days,
-            timeout,
-        )
+        _finalize(plan, period, timeout)
     except StoreError as exc:
         # Folding failed (e.g. its cap under load): answer live now, fold on a later query.
         log.warning("folding closed days into visits_daily failed: %s", type(exc).__name__)

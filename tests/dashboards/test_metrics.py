@@ -348,12 +348,14 @@ class _CountingReads:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.reads = 0
+        self.markers = 0  # reads of the folded days' markers
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 
     def query(self, *args: Any, **kwargs: Any) -> Any:
         self.reads += 1
+        self.markers += "visits_daily_done" in str(args[0] if args else kwargs.get("sql"))
         return self.store.query(*args, **kwargs)
 
 
@@ -408,6 +410,8 @@ def test_a_pages_breakdowns_asked_as_one_batch_answer_as_each_alone_in_fewer_rea
             assert one["results"] == other["results"], (d, filters)
             assert one["results"], (d, filters)
         assert together.reads < alone.reads, filters
+        # the closed days are folded (or found folded) once for the page, not once per panel
+        assert together.markers == 1 < alone.markers, (together.markers, alone.markers)
 
 
 def test_a_batch_gives_every_asker_the_first_answer_or_its_error() -> None:
