@@ -52,3 +52,9 @@ class Event:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Event))
+# The columns every event sets; the others have a default (DEFAULTS), which a spool record
+# leaves out (ingest/spool.py).
+REQUIRED: tuple[str, ...] = ("site_id", "timestamp", "name", "visitor_id")
+DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in fields(Event) if f.name not in REQUIRED and f.name != "props"
+}

@@ -30,11 +30,12 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ingest.event import COLUMNS, Event
+from ingest.event import DEFAULTS, Event
 
 log = logging.getLogger("firstparty.spool")
 
 HEADER = struct.Struct(">II")
+_OPTIONAL = tuple(DEFAULTS.items())
 SEALED = ".seg"
 OPEN = ".open"
 FRESH = ".new"  # a segment being opened: always empty, named `.open` once locked
@@ -53,13 +54,24 @@ class SpoolFull(Exception):
 
 
 def encode(event: Event, prev_visitor_id: int = 0) -> bytes:
-    # Not `asdict`: it deep-copies every field, and this runs once per beacon.
-    row: dict[str, Any] = {name: getattr(event, name) for name in COLUMNS}
-    row["timestamp"] = int(event.timestamp.timestamp() * 1000)
-    # Props as two lists, a shape a columnar JSON reader can turn into a map (see the writer).
-    props = row.pop("props")
-    row["props_kv"] = {"k": list(props), "v": list(props.values())}
-    row["_prev"] = prev_visitor_id
+    # Not `asdict`: it deep-copies every field, and this runs once per beacon. A column at its
+    # default is left out (the readers fill it in): records are about a third shorter, which
+    # the writer's JSON reader and the fsyncs feel more than this loop costs.
+    row: dict[str, Any] = {
+        "site_id": event.site_id,
+        "timestamp": int(event.timestamp.timestamp() * 1000),
+        "name": event.name,
+        "visitor_id": event.visitor_id,
+    }
+    for name, default in _OPTIONAL:
+        value = getattr(event, name)
+        if value != default:
+            row[name] = value
+    if event.props:
+        # Two lists, a shape a columnar JSON reader can turn into a map (see the writer).
+        row["props_kv"] = {"k": list(event.props), "v": list(event.props.values())}
+    if prev_visitor_id:
+        row["_prev"] = prev_visitor_id
     payload = orjson.dumps(row)  # ~15x faster than json.dumps; this runs once per beacon
     return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
 

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from ingest.batch import ARROW_SCHEMA, to_arrow
-from ingest.event import Event
+from ingest.event import DEFAULTS, REQUIRED, Event
 from ingest.sessions import Sessionizer
 from ingest.spool import (
     QUARANTINE,
@@ -110,7 +110,9 @@ def decode_batch(records: list[bytes]) -> tuple[pa.Table, list[int]]:
     if raw.num_rows != len(records):
         raise pa.ArrowInvalid("record count mismatch")
     kv = raw.column("props_kv").combine_chunks()
-    keys, values = kv.flatten()
+    # A record without props leaves `props_kv` out: no pairs.
+    no_pairs = pa.scalar([], _STRINGS)
+    keys, values = kv.field("k").fill_null(no_pairs), kv.field("v").fill_null(no_pairs)
     if keys.null_count or values.null_count or keys.offsets != values.offsets:
         raise pa.ArrowInvalid("props keys and values do not pair up")
     props = pa.MapArray.from_arrays(keys.offsets, keys.values, values.values)
@@ -123,7 +125,10 @@ def decode_batch(records: list[bytes]) -> tuple[pa.Table, list[int]]:
         else:
             column = raw.column(target.name)
             if column.null_count:
-                raise pa.ArrowInvalid(f"{target.name} missing in a record")
+                if target.name in REQUIRED:
+                    raise pa.ArrowInvalid(f"{target.name} missing in a record")
+                # left out of the record at its default (ingest/spool.py)
+                column = column.fill_null(pa.scalar(DEFAULTS[target.name], target.type))
             columns[target.name] = column
     prevs = raw.column("_prev").fill_null(0).to_pylist()
     return pa.table(columns, schema=ARROW_SCHEMA), prevs

@@ -184,7 +184,7 @@ def test_a_segment_left_half_opened_by_a_crash_is_cleared_later(tmp_path: Path) 
 
 
 def test_segments_seal_on_size_and_on_age(tmp_path: Path) -> None:
-    spool = SpoolWriter(tmp_path, "w0", max_bytes=2000, max_age=0.0)
+    spool = SpoolWriter(tmp_path, "w0", max_bytes=3 * len(encode(event(0))), max_age=0.0)
     for i in range(10):
         spool.append([encode(event(i))])
     by_size = len(list(sealed_segments(tmp_path)))

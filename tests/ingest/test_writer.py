@@ -9,12 +9,21 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+import pyarrow as pa
 import pytest
 
 from ingest.batch import to_arrow
 from ingest.event import COLUMNS, Event
 from ingest.sessions import Sessionizer
-from ingest.spool import HEADER, QUARANTINE, SEALED, SpoolWriter, encode, sealed_segments
+from ingest.spool import (
+    HEADER,
+    QUARANTINE,
+    SEALED,
+    SpoolWriter,
+    decode,
+    encode,
+    sealed_segments,
+)
 from ingest.writer import (
     FAULT_FILE,
     DedupSettingsMissing,
@@ -267,6 +276,29 @@ def test_the_columnar_decoder_reads_what_the_spool_wrote() -> None:
     assert prevs == [0, 0, 0, 7, 0]
     expected = to_arrow(events)
     assert table.equals(expected), (table.to_pylist()[1], expected.to_pylist()[1])
+
+
+def test_records_leave_defaults_out_and_full_records_still_decode() -> None:
+    # A record names only the columns away from their defaults; a spool written before that
+    # (every column named) is still read the same way after an upgrade, by both decoders.
+    bare = event(1)
+    record = encode(bare)[HEADER.size :]
+    assert set(json.loads(record)) == {"site_id", "timestamp", "name", "visitor_id", "pathname"}
+    full = {name: getattr(bare, name) for name in COLUMNS if name != "props"}
+    full["timestamp"] = int(bare.timestamp.timestamp() * 1000)
+    full |= {"props_kv": {"k": [], "v": []}, "_prev": 0}
+    old = json.dumps(full).encode()
+    table, prevs = decode_batch([old, record])
+    assert prevs == [0, 0]
+    assert table.equals(to_arrow([bare, bare]))
+    assert decode(old) == decode(record) == (bare, 0)
+
+
+def test_a_record_without_a_required_column_is_not_decoded_as_a_batch() -> None:
+    record = json.loads(encode(event(1))[HEADER.size :])
+    del record["visitor_id"]
+    with pytest.raises(pa.ArrowInvalid, match="visitor_id"):
+        decode_batch([json.dumps(record).encode()])
 
 
 def test_table_and_event_sessionizing_agree() -> None:
