@@ -65,3 +65,14 @@ def test_visitors_are_kept_apart_and_a_batch_is_sessionized_in_time_order(store:
     insert_events(store, batch, Sessionizer(), token="x")
     assert batch[0].session_id == batch[1].session_id != batch[2].session_id
     assert batch[0].referrer_source == "DuckDuckGo"  # from the visitor's first event
+
+
+def test_a_visitor_of_two_sites_continues_each_sites_own_session(store: Store) -> None:
+    a, b = hit(0, referrer_source="Google"), hit(1, referrer_source="Bing")
+    b.site_id = "other.example"
+    insert_events(store, [a, b], Sessionizer(), token="a")
+    later_a, later_b = hit(10), hit(11)
+    later_b.site_id = "other.example"
+    insert_events(store, [later_b, later_a], Sessionizer(), token="b")  # a restarted writer
+    assert later_a.session_id == a.session_id != later_b.session_id == b.session_id
+    assert (later_a.referrer_source, later_b.referrer_source) == ("Google", "Bing")
