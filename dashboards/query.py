@@ -59,6 +59,12 @@ QUERY_SETTINGS: dict[str, Any] = {
     # a large GROUP BY spills to disk instead of failing at the memory cap
     "max_bytes_before_external_group_by": 1_000_000_000,
 }
+# A page's reads of small inputs (the rollups, the last day or two of events): one thread each.
+# The page runs its queries side by side on few cores, and for these a second thread costs
+# more than it saves (10M events: 126 -> 112 ms, filtered 183 -> 164 ms; 100M: no change;
+# bench/dashboard.py, 2026-11-25). A query asked alone keeps the engine's default.
+SMALL_READ: dict[str, Any] = {"max_threads": 1}
+SMALL_LIVE_SPAN = dt.timedelta(days=2)
 # Side queries of one answer (the previous period, the totals), run beside its main query.
 _SIDE = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="query")
 MAX_ROWS = 100_000  # breakdown rows read back per query (the top ones by visitors)
@@ -442,7 +448,7 @@ def _event_rows(
         f" GROUP BY {', '.join(names)} ORDER BY m_visitors DESC LIMIT {MAX_ROWS}" if names else ""
     )
     sql = f"SELECT {', '.join([*cols, *aggs])} FROM {table} WHERE {where}{group}"
-    rows = plan.query(sql, params)
+    rows = plan.query(sql, params, _small(plan, table != "events"))
     return {_key(plan, r, names): {m: r["m_" + m] for m in wanted} for r in rows}
 
 
@@ -508,7 +514,7 @@ def _session_rows(
     sql, params, names = _session_sql(plan, period, aggs, dims, facts)
     if names:
         sql += f" GROUP BY {', '.join(names)}"
-    rows = plan.query(sql, params)
+    rows = plan.query(sql, params, _small(plan, _small_live(plan, period, facts)))
     return {_key_dims(plan, dims, r, names): {m: r[m] for m in aggs} for r in rows}
 
 
@@ -565,6 +571,7 @@ def _session_sets(
     }
     # grouping(x) is 0 for the rows grouped by x (standard SQL; pinned for older servers)
     settings = {"force_grouping_standard_compatibility": 1}
+    settings |= _small(plan, _small_live(plan, period, facts)) or {}
     for r in plan.query(sql, params, settings):
         by = [(d, n) for d, n in zip(dims, names, strict=True) if r[f"g_{n}"] == 0]
         if by:
@@ -573,6 +580,23 @@ def _session_sets(
         else:
             out[()][()] = {m: r[m] for m in aggs}
     return out
+
+
+def _live(plan: _Plan, period: Period, facts: bool) -> bool:
+    """Whether a visit read folds the period's recent events (a period still running), not
+    stored visits: `_session_sql`'s choice."""
+    return not facts and period.end > plan.now
+
+
+def _small(plan: _Plan, small: bool) -> dict[str, Any] | None:
+    """The settings of a read: SMALL_READ for a small one asked with a page's other queries."""
+    return SMALL_READ if small and plan.batch is not None else None
+
+
+def _small_live(plan: _Plan, period: Period, facts: bool) -> bool:
+    """A live read of at most the last two days: the live part of an answer whose closed days
+    come from the rollups (not a whole period folded from raw events)."""
+    return _live(plan, period, facts) and period.end - period.start <= SMALL_LIVE_SPAN
 
 
 def _session_sql(
@@ -600,7 +624,7 @@ def _session_sql(
         first, last = params.add(period.start.date(), "Date"), params.add(period.end.date(), "Date")
         source = "visit_facts AS s"
         where.append(facts_where(site, first, last) + extra)
-    elif period.end > plan.now:
+    elif _live(plan, period, facts):
         timeout = dt.timedelta(minutes=plan.config.privacy.session_timeout_minutes)
         since = params.add(period.start - timeout, "DateTime64(3, 'UTC')")
         if plan.spec.filters and _visit_filters_only(plan):
@@ -737,7 +761,7 @@ def _visit_rows(
         selected = ", ".join([*cols, *(f"{a[1]} AS m{m}" for m, a in aggs.items())])
         group = f" GROUP BY {', '.join(names)}" if names else ""
         sql = f"SELECT {selected} FROM visits_daily FINAL WHERE {where}{group}"
-        for r in plan.query(sql, params):
+        for r in plan.query(sql, params, _small(plan, True)):
             out[_key_dims(plan, dims, r, names)] = {m: r["m" + m] for m in aggs}
     if split < period.end:
         plan.sources.add("sessions")
