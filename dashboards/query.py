@@ -61,8 +61,8 @@ QUERY_SETTINGS: dict[str, Any] = {
 }
 # A page's reads of small inputs (the rollups, the last day or two of events): one thread each.
 # The page runs its queries side by side on few cores, and for these a second thread costs
-# more than it saves (10M events: 126 -> 112 ms, filtered 183 -> 164 ms; 100M: no change;
-# bench/dashboard.py, 2026-11-25). A query asked alone keeps the engine's default.
+# more than it saves (10M events: 115-121 -> 106-108 ms, filtered 179-184 -> 167-170 ms; 100M:
+# no change; bench/dashboard.py, 2026-11-25). A query asked alone keeps the engine's default.
 SMALL_READ: dict[str, Any] = {"max_threads": 1}
 SMALL_LIVE_SPAN = dt.timedelta(days=2)
 # Side queries of one answer (the previous period, the totals), run beside its main query.
