@@ -378,12 +378,15 @@ def stored_rows(root: Path) -> int:
 # -- the writer alone -----------------------------------------------------------------------
 
 
-def writer_rows_per_second(root: Path, rows: int, visit_length: int = 1) -> dict[str, Any]:
+def writer_rows_per_second(
+    root: Path, rows: int, visit_length: int = 1, base: Path | None = None
+) -> dict[str, Any]:
     """Seal `rows` realistic events into a spool and time the writer draining them.
 
     `visit_length` 1: every event is a new visitor's first (the worst case for session
     assignment and for the `sessions` view: one new session per row). Larger: visits of about
-    that many events, spread over the last hour like live traffic.
+    that many events, spread over the last hour like live traffic. `base`: an embedded store
+    to copy and write into instead of a fresh one (the writer at a store's real size).
     """
     from firstparty.config import parse
     from firstparty.server import schema_values
@@ -433,32 +436,41 @@ def writer_rows_per_second(root: Path, rows: int, visit_length: int = 1) -> dict
     if chunk:
         spool.append(chunk)
     spool.close()
+    if base is not None:
+        print(f"copying {base} ...", flush=True)
+        shutil.copytree(base, root / "clickhouse", symlinks=True)  # the engine links its metadata
     store = open_owner(f"chdb://{root / 'clickhouse'}")
     schema_mod.apply(store, schema_values(parse("", env={})))
+    before = int(store.query("SELECT count() FROM events").scalar())
     writer = Writer(store, root / "spool", collector_id="bench")
     started = time.perf_counter()
     inserted = writer.drain_once()
     elapsed = time.perf_counter() - started
-    stored = int(store.query("SELECT count() FROM events").scalar())
+    stored = int(store.query("SELECT count() FROM events").scalar()) - before
     store.close()
     return {
         "rows": inserted,
         "stored": stored,
+        "events_before": before,
         "seconds": elapsed,
         "rows_per_second": inserted / elapsed,
         "batches": writer.stats.batches,
     }
 
 
-def _writer_child(root: str, rows: int, visit_length: int, out: Any) -> None:
-    out.send(writer_rows_per_second(Path(root), rows, visit_length))
+def _writer_child(root: str, rows: int, visit_length: int, base: str | None, out: Any) -> None:
+    store = Path(base) if base is not None else None
+    out.send(writer_rows_per_second(Path(root), rows, visit_length, store))
 
 
-def writer_bench(root: Path, rows: int, visit_length: int = 1) -> dict[str, Any]:
+def writer_bench(
+    root: Path, rows: int, visit_length: int = 1, base: Path | None = None
+) -> dict[str, Any]:
     # Its own process: the engine is loaded once per process and never in the generator.
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_writer_child, args=(str(root), rows, visit_length, child))
+    where = str(base) if base is not None else None
+    proc = ctx.Process(target=_writer_child, args=(str(root), rows, visit_length, where, child))
     proc.start()
     result: dict[str, Any] = parent.recv()
     proc.join()
@@ -605,6 +617,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"writer: {json.dumps(results['writer'])}", flush=True)
         results["writer_visits"] = writer_bench(base / "writer-visits", args.writer_rows, 4)
         print(f"writer, visits of ~4 events: {json.dumps(results['writer_visits'])}", flush=True)
+        if args.writer_store:
+            big = writer_bench(base / "writer-store", args.writer_rows, 4, Path(args.writer_store))
+            results["writer_store"] = big
+            print(f"writer into a copy of {args.writer_store}: {json.dumps(big)}", flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return results
@@ -646,6 +662,15 @@ def report(r: dict[str, Any]) -> str:
         f"({r['writer']['rows']} rows in {r['writer']['batches']} batches, each row a new "
         "visitor: the worst case; target >= 200,000)",
         f"- writer, visits of ~4 events: {r['writer_visits']['rows_per_second']:.0f} rows/s",
+        *(
+            [
+                f"- writer, visits of ~4 events, into a store already holding "
+                f"{r['writer_store']['events_before']:,} events: "
+                f"{r['writer_store']['rows_per_second']:.0f} rows/s"
+            ]
+            if "writer_store" in r
+            else []
+        ),
         f"- every accepted event stored: full x1 {r['full_1']['stored_rows']} rows, "
         f"full x2 {r['full_2']['stored_rows']} rows",
     ]
@@ -660,6 +685,11 @@ def main(argv: list[str] | None = None) -> int:
     # ten batches: a backlog draining, where the writer's pipeline (one batch prepared while
     # the one before is inserted) is in its steady state
     p.add_argument("--writer-rows", type=int, default=1_000_000)
+    p.add_argument(
+        "--writer-store",
+        help="also time the writer (visits of ~4) into a copy of this embedded store, e.g. "
+        "a dashboard benchmark's /tmp/fp-bench-dashboard/100000000: the writer at a real size",
+    )
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--profile", action="store_true", help="profile the per-beacon work instead")
     args = p.parse_args(argv)
