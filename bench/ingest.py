@@ -398,7 +398,9 @@ def writer_rows_per_second(
 
     rng = random.Random(7)
     now = dt.datetime.now(dt.UTC)
-    spool = SpoolWriter(root / "spool", "bench", max_bytes=64 << 20)
+    # Segments of the collector's default size, so batches are the writer's `max_rows` as in
+    # service (a larger segment is taken whole, and made batches larger than that).
+    spool = SpoolWriter(root / "spool", "bench")
     chunk: list[bytes] = []
     visitor, left, at = 0, 0, now
     for _ in range(rows):
