@@ -460,9 +460,8 @@ def writer_rows_per_second(
     }
 
 
-def _writer_child(root: str, rows: int, visit_length: int, base: str | None, out: Any) -> None:
-    store = Path(base) if base is not None else None
-    out.send(writer_rows_per_second(Path(root), rows, visit_length, store))
+def _writer_child(root: Path, rows: int, visit_length: int, base: Path | None, out: Any) -> None:
+    out.send(writer_rows_per_second(root, rows, visit_length, base))
 
 
 def writer_bench(
@@ -471,8 +470,7 @@ def writer_bench(
     # Its own process: the engine is loaded once per process and never in the generator.
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    where = str(base) if base is not None else None
-    proc = ctx.Process(target=_writer_child, args=(str(root), rows, visit_length, where, child))
+    proc = ctx.Process(target=_writer_child, args=(root, rows, visit_length, base, child))
     proc.start()
     result: dict[str, Any] = parent.recv()
     proc.join()

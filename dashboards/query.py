@@ -570,8 +570,10 @@ def _session_sets(
         tuple(d.name for d in ds): {} for ds in sets
     }
     # grouping(x) is 0 for the rows grouped by x (standard SQL; pinned for older servers)
-    settings = {"force_grouping_standard_compatibility": 1}
-    settings |= _small(plan, _small_live(plan, period, facts)) or {}
+    settings = {
+        "force_grouping_standard_compatibility": 1,
+        **_small(plan, _small_live(plan, period, facts)),
+    }
     for r in plan.query(sql, params, settings):
         by = [(d, n) for d, n in zip(dims, names, strict=True) if r[f"g_{n}"] == 0]
         if by:
@@ -588,9 +590,9 @@ def _live(plan: _Plan, period: Period, facts: bool) -> bool:
     return not facts and period.end > plan.now
 
 
-def _small(plan: _Plan, small: bool) -> dict[str, Any] | None:
+def _small(plan: _Plan, small: bool) -> dict[str, Any]:
     """The settings of a read: SMALL_READ for a small one asked with a page's other queries."""
-    return SMALL_READ if small and plan.batch is not None else None
+    return SMALL_READ if small and plan.batch is not None else {}
 
 
 def _small_live(plan: _Plan, period: Period, facts: bool) -> bool:
