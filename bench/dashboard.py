@@ -335,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                 "visits_daily",
                 "visits_daily_done",
                 "visit_facts",
+                "visit_pairs_daily",
+                "visit_pairs_done",
             ):
                 store.command(f"TRUNCATE TABLE {table}")
         print(
@@ -351,12 +353,19 @@ def main(argv: list[str] | None = None) -> int:
     # the folded visit tables are part of what the first (warm-up) payload does: start empty,
     # unless asked to keep them (the first fold of a 100M store takes 8-11 minutes)
     if not args.keep_folded:
-        for table in ("visits_daily", "visits_daily_done", "visit_facts"):
+        for table in (
+            "visits_daily",
+            "visits_daily_done",
+            "visit_facts",
+            "visit_pairs_daily",
+            "visit_pairs_done",
+        ):
             store.command(f"TRUNCATE TABLE {table}")
     sizes = store.query(
         "SELECT table, sum(rows) AS rows, sum(data_compressed_bytes) AS bytes FROM system.parts "
         "WHERE active AND database = currentDatabase() AND table IN "
-        "('events', 'sessions', 'rollup_hourly', 'rollup_daily', 'visits_daily') "
+        "('events', 'sessions', 'rollup_hourly', 'rollup_daily', 'visits_daily', "
+        "'visit_pairs_daily') "
         "GROUP BY table ORDER BY table"
     ).dicts()
     for row in sizes:

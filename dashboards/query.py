@@ -7,7 +7,9 @@ dashboard's pages and their JSON twins. Plan:
   allows it (at most one non-time dimension that the rollup holds, filters on that same
   dimension only, hour-aligned range), else from raw `events`;
 - visit metrics (bounce rate, visit duration; any metric broken down by entry or exit page)
-  come from `sessions`, merged per session;
+  come, for closed days, from `visits_daily` (by one attribute, filtered on that one),
+  `visit_pairs_daily` (by one attribute, filtered on another) or `visit_facts` (one row per
+  visit), and for today from its events folded per visit (dashboards/rollups.py);
 - time on page and scroll depth come from raw events (engagement pings).
 
 Every value is a bound parameter; every identifier comes from `dashboards.metrics`.
@@ -43,6 +45,7 @@ from dashboards.rollups import (
     finalize,
     live_sessions_sql,
     merged_sessions_sql,
+    paired,
     visits_key,
 )
 from dashboards.suppression import OTHER, Row, fold, withhold_small
@@ -534,7 +537,7 @@ def _shared_visits(
     breakdowns anyway, and the top stats (no dimension) take their totals from the same read.
     Each asker gets exactly the aggregates it asked for."""
     sets: list[tuple[Dimension, ...]] = [
-        (d,) for d in batch.dims if not facts or _visits_key(plan, period, [d]) is None
+        (d,) for d in batch.dims if not facts or not _closed_rollup(plan, period, [d])
     ]
     together = aggs
     if batch.totals and not facts and plan.spec.filters:
@@ -684,6 +687,28 @@ def _visits_key(plan: _Plan, period: Period, dims: list[Dimension]) -> str | Non
     return "" if not name else visits_key(name)
 
 
+def _pair(plan: _Plan, period: Period, dims: list[Dimension]) -> tuple[str, str] | None:
+    """(filtered, breakdown) rollup keys when `visit_pairs_daily` can answer (a breakdown by one
+    visit attribute, filtered on another), else None."""
+    if plan.spec.source == "raw" or not period.day_aligned():
+        return None
+    if any(plan.grain(d) == "time:hour" for d in dims if d.kind == "time"):
+        return None
+    nontime = [d for d in dims if d.kind != "time"]
+    filtered = {leaf.dim.name: leaf.dim for f in plan.spec.filters for leaf in flt.leaves(f)}
+    if len(nontime) != 1 or len(filtered) != 1:
+        return None
+    (by,), (on,) = nontime, filtered.values()
+    if by.kind != "visit" or on.kind != "visit" or not paired(on.rollup, by.rollup):
+        return None
+    return on.rollup, by.rollup
+
+
+def _closed_rollup(plan: _Plan, period: Period, dims: list[Dimension]) -> bool:
+    """Whether a visit rollup answers the closed days (else `visit_facts` or live visits)."""
+    return _visits_key(plan, period, dims) is not None or _pair(plan, period, dims) is not None
+
+
 def _facts_ok(plan: _Plan, period: Period, dims: list[Dimension]) -> bool:
     """Whether closed days may come from `visit_facts` (day-aligned, no hourly buckets)."""
     if plan.spec.source == "raw" or not period.day_aligned():
@@ -719,12 +744,14 @@ def _finalize(plan: _Plan, period: Period, timeout: dt.timedelta) -> None:
 def _visit_rows(
     plan: _Plan, period: Period, aggs: dict[str, tuple[str, str]], dims: list[Dimension]
 ) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """Visit aggregates: closed days from `visits_daily`, today and yesterday live."""
+    """Visit aggregates: closed days from `visits_daily` (or, filtered on another attribute,
+    `visit_pairs_daily` or `visit_facts`), today and yesterday live."""
     key = _visits_key(plan, period, dims)
+    pairs = _pair(plan, period, dims) if key is None else None
     live_aggs = {m: a[0] for m, a in aggs.items()}
     timeout = dt.timedelta(minutes=plan.config.privacy.session_timeout_minutes)
-    use_facts = key is None and _facts_ok(plan, period, dims)
-    if key is None and not use_facts:
+    use_facts = key is None and pairs is None and _facts_ok(plan, period, dims)
+    if key is None and pairs is None and not use_facts:
         plan.sources.add("sessions")
         return _session_rows(plan, period, live_aggs, dims)
     try:
@@ -741,28 +768,36 @@ def _visit_rows(
         closed = Period(period.start, split, "closed")
         out = _session_rows(plan, closed, live_aggs, dims, facts=True)
     elif split > period.start:
-        assert key is not None
         plan.sources.add("rollup")
         params = Params()
         names = [f"d{i}" for i in range(len(dims))]
+        site = params.add(plan.spec.site_id, "String")
+        days = (
+            f"day >= {params.add(period.start.date(), 'Date')} "
+            f"AND day < {params.add(split.date(), 'Date')}"
+        )
+        if pairs is not None:
+            table, value = "visit_pairs_daily", "filter_value"
+            where = (
+                f"site_id = {site} AND filter = {params.add(pairs[0], 'String')} "
+                f"AND dimension = {params.add(pairs[1], 'String')} AND {days}"
+            )
+        else:
+            assert key is not None
+            table, value = "visits_daily", "value"
+            where = f"site_id = {site} AND dimension = {params.add(key, 'String')} AND {days}"
         cols = [
             (BUCKETS[plan.grain(d)].format("day") if d.kind == "time" else _wrap(d, "value"))
             + f" AS {n}"
             for d, n in zip(dims, names, strict=True)
         ]
-        where = (
-            f"site_id = {params.add(plan.spec.site_id, 'String')} "
-            f"AND dimension = {params.add(key, 'String')} "
-            f"AND day >= {params.add(period.start.date(), 'Date')} "
-            f"AND day < {params.add(split.date(), 'Date')}"
-        )
         for tree in plan.spec.filters:
             where += " AND " + flt.compile_tree(
-                tree, lambda leaf: flt.leaf_sql(leaf, _wrap(leaf.dim, "value"), params)
+                tree, lambda leaf: flt.leaf_sql(leaf, _wrap(leaf.dim, value), params)
             )
         selected = ", ".join([*cols, *(f"{a[1]} AS m{m}" for m, a in aggs.items())])
         group = f" GROUP BY {', '.join(names)}" if names else ""
-        sql = f"SELECT {selected} FROM visits_daily FINAL WHERE {where}{group}"
+        sql = f"SELECT {selected} FROM {table} FINAL WHERE {where}{group}"
         for r in plan.query(sql, params, _small(plan, True)):
             out[_key_dims(plan, dims, r, names)] = {m: r["m" + m] for m in aggs}
     if split < period.end:

@@ -206,7 +206,7 @@ def _buckets(store: Store, rollup: Rollup, database: str, site: str, ids: list[i
 # (dashboards/rollups.py), with the table recording which days are done. No visitor column and
 # no view to replay: the device's days are dropped with their markers, and the finalizer folds
 # them again from the remaining sessions when a query next needs them.
-REFOLDED = {"visits_daily": "visits_daily_done"}
+REFOLDED = {"visits_daily": "visits_daily_done", "visit_pairs_daily": "visit_pairs_done"}
 
 
 def _refold(

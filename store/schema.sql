@@ -343,3 +343,38 @@ CREATE TABLE IF NOT EXISTS visits_daily_done (
 ) ENGINE = ReplacingMergeTree(finalized_at)
 ORDER BY (site_id, day)
 TTL day + INTERVAL {{aggregate_retention_months}} MONTH;
+
+-- Visit metrics per closed day for each pair of the dashboard's visit attributes (country and
+-- browser, source and device...), folded from `visit_facts` by the query layer like
+-- visits_daily: a breakdown by one attribute filtered on another reads a few rows per day
+-- instead of every closed visit. Each pair is stored both ways round, keyed by the filtered
+-- attribute and its value first, so a filter's rows are found by the key (small granules: the
+-- visitor sketches are the bulk of each row). Cells are as fine as two attributes; answers are
+-- k-suppressed like every other. Kept like the other aggregates; reads use FINAL.
+CREATE TABLE IF NOT EXISTS visit_pairs_daily (
+    site_id LowCardinality(String),
+    day Date,
+    filter LowCardinality(String),
+    filter_value String,
+    dimension LowCardinality(String),
+    value String,
+    visitors AggregateFunction(uniqCombined64(12), UInt64),
+    visits UInt64,
+    bounces UInt64,
+    duration_ms UInt64,
+    pageviews UInt64,
+    events UInt64,
+    finalized_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(finalized_at)
+PARTITION BY toYYYYMM(day)
+ORDER BY (site_id, filter, dimension, filter_value, day, value)
+TTL day + INTERVAL {{aggregate_retention_months}} MONTH
+SETTINGS index_granularity = 256;
+
+CREATE TABLE IF NOT EXISTS visit_pairs_done (
+    site_id LowCardinality(String),
+    day Date,
+    finalized_at DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree(finalized_at)
+ORDER BY (site_id, day)
+TTL day + INTERVAL {{aggregate_retention_months}} MONTH;

@@ -218,12 +218,22 @@ def test_delete_drops_finalized_visit_days_for_refolding(store: Store) -> None:
             or 0
         )
 
-    assert visits() == 2
+    def paired() -> int:  # the same visits per pair of attributes
+        return int(
+            store.query(
+                "SELECT sum(visits) FROM visit_pairs_daily FINAL WHERE site_id = 'example.com' "
+                "AND filter = 'country' AND dimension = 'browser' AND day = {d:Date}",
+                {"d": day},
+            ).scalar()
+            or 0
+        )
+
+    assert visits() == 2 and paired() == 2
     ids = dsr.device_ids_hashes(store, "example.com", DEVICE)
     found, remaining, rebuilt, _m = dsr.delete(store, "example.com", ids, NOW, 30)
-    assert rebuilt["visits_daily"] == 1
+    assert rebuilt["visits_daily"] == 1 and rebuilt["visit_pairs_daily"] == 1
     if "visit_facts" in found:  # the query layer's per-visit rows hold the visitor hash too
         assert found["visit_facts"] == 1 and remaining["visit_facts"] == 0
-    assert visits() == 0  # dropped with its marker...
+    assert visits() == 0 and paired() == 0  # dropped with their markers...
     assert rollups.finalize(store, "example.com", day, day + dt.timedelta(days=1), NOW, 30)
-    assert visits() == 1  # ...and folded again from the remaining visit only
+    assert visits() == 1 and paired() == 1  # ...and folded again from the remaining visit only
