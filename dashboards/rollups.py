@@ -65,6 +65,15 @@ FINALIZE_SETTINGS: dict[str, object] = {
 }
 
 
+# The visit rollups' metric columns (visits_daily, visit_pairs_daily), summed over merged visits.
+VISIT_SUMS = (
+    "uniqCombined64State(12)(s_visitor_id) AS visitors, count() AS visits, "
+    "countIf(s_pageviews = 1 AND s_interactive = 0) AS bounces, "
+    "sum(s_duration_ms) AS duration_ms, sum(s_pageviews) AS pageviews, sum(s_events) AS events"
+)
+VISIT_SUM_COLUMNS = "visitors, visits, bounces, duration_ms, pageviews, events"
+
+
 def visits_key(name: str) -> str | None:
     """The visits_daily dimension key of a dimension, or None when it is not held there."""
     dim = DIMENSIONS.get(name)
@@ -204,12 +213,10 @@ def _fold(store: Store, site: str, days: list[dt.date], timeout: dt.timedelta) -
     b = _midnight(days[-1] + dt.timedelta(days=1))
     params = {"s": site, "since": a - timeout, "a": a, "b": b, "c": b + dt.timedelta(days=1)}
     store.command(
-        "INSERT INTO visits_daily (site_id, day, dimension, value, visitors, visits, bounces, "
-        "duration_ms, pageviews, events, finalized_at) "
+        f"INSERT INTO visits_daily (site_id, day, dimension, value, {VISIT_SUM_COLUMNS}, "
+        "finalized_at) "
         "SELECT {s:String}, toDate(s_start) AS d, dv.1 AS dimension, dv.2 AS value, "
-        "uniqCombined64State(12)(s_visitor_id), count(), "
-        "countIf(s_pageviews = 1 AND s_interactive = 0), sum(s_duration_ms), "
-        "sum(s_pageviews), sum(s_events), now64(3) "
+        f"{VISIT_SUMS}, now64(3) "
         f"FROM ({inner}) ARRAY JOIN [{pairs}] AS dv GROUP BY d, dimension, value",
         params,
         FINALIZE_SETTINGS,
@@ -237,8 +244,13 @@ def _fold(store: Store, site: str, days: list[dt.date], timeout: dt.timedelta) -
         params,
         {**FINALIZE_SETTINGS, "insert_deduplication_token": f"visit_facts:{site}:{a}:{b}"},
     )
+    _mark(store, "visits_daily_done", site, days)
+
+
+def _mark(store: Store, marker: str, site: str, days: list[dt.date]) -> None:
+    """Record `days` as folded in `marker` (after the rows: a crash in between refolds)."""
     store.command(
-        "INSERT INTO visits_daily_done (site_id, day, finalized_at) "
+        f"INSERT INTO {marker} (site_id, day, finalized_at) "
         "SELECT {s:String}, arrayJoin({days:Array(Date)}), now64(3)",
         {"s": site, "days": days},
         FINALIZE_SETTINGS,
@@ -253,27 +265,16 @@ def _fold_pairs(store: Store, site: str, days: list[dt.date]) -> None:
         for i, a in enumerate(PAIR_KEYS)
         for b in PAIR_KEYS[i + 1 :]
     )
-    params = {"s": site, "days": days}
     store.command(
         "INSERT INTO visit_pairs_daily (site_id, day, filter, filter_value, dimension, value, "
-        "visitors, visits, bounces, duration_ms, pageviews, events, finalized_at) "
-        "SELECT {s:String}, day, o.1, o.2, o.3, o.4, visitors, visits, bounces, duration_ms, "
-        "pageviews, events, now64(3) FROM ("
-        "SELECT day, p.1 AS k1, p.2 AS v1, p.3 AS k2, p.4 AS v2, "
-        "uniqCombined64State(12)(s_visitor_id) AS visitors, count() AS visits, "
-        "countIf(s_pageviews = 1 AND s_interactive = 0) AS bounces, "
-        "sum(s_duration_ms) AS duration_ms, sum(s_pageviews) AS pageviews, "
-        "sum(s_events) AS events "
+        f"{VISIT_SUM_COLUMNS}, finalized_at) "
+        f"SELECT {{s:String}}, day, o.1, o.2, o.3, o.4, {VISIT_SUM_COLUMNS}, now64(3) FROM ("
+        f"SELECT day, p.1 AS k1, p.2 AS v1, p.3 AS k2, p.4 AS v2, {VISIT_SUMS} "
         f"FROM visit_facts ARRAY JOIN [{pairs}] AS p "
         "WHERE site_id = {s:String} AND day IN {days:Array(Date)} "
         "GROUP BY day, k1, v1, k2, v2"
         ") ARRAY JOIN [(k1, v1, k2, v2), (k2, v2, k1, v1)] AS o",
-        params,
+        {"s": site, "days": days},
         FINALIZE_SETTINGS,
     )
-    store.command(
-        "INSERT INTO visit_pairs_done (site_id, day, finalized_at) "
-        "SELECT {s:String}, arrayJoin({days:Array(Date)}), now64(3)",
-        params,
-        FINALIZE_SETTINGS,
-    )
+    _mark(store, "visit_pairs_done", site, days)
