@@ -186,10 +186,15 @@ async def _closed_loop(
             i += connections
         writer.close()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(client(c) for c in range(connections)))
     elapsed = time.perf_counter() - started
-    return _summary(latencies, statuses, elapsed)
+    # the cores the generator itself took from the server (they share the machine)
+    return {**_summary(latencies, statuses, elapsed), "generator_cores": _cores(cpu, elapsed)}
+
+
+def _cores(cpu_before: float, elapsed: float) -> float:
+    return round((time.process_time() - cpu_before) / elapsed, 2)
 
 
 async def _open_loop(
@@ -303,6 +308,22 @@ def warm_up(port: int, workers: int) -> None:
 def children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def descendants(pid: int) -> list[int]:
+    return [p for child in children(pid) for p in (child, *descendants(child))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) of `pid` and every process under it, so far."""
+    total = 0
+    for p in (pid, *descendants(pid)):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it exited meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (after the name: 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -584,8 +605,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     else:  # uvicorn runs a single worker in its own process
                         pids = children(proc.pid) if workers > 1 else [proc.pid]
                     rss_before = [rss_mb(p) for p in pids]
+                    cpu, began = cpu_seconds(proc.pid), time.perf_counter()
                     sat = generate(
                         "closed", port, connections=args.connections, seconds=args.seconds
+                    )
+                    # includes the generator's start-up: a lower bound of the cores in use
+                    sat["server_cores"] = round(
+                        (cpu_seconds(proc.pid) - cpu) / (time.perf_counter() - began), 2
                     )
                     rss_after = [rss_mb(p) for p in pids]
                     entry: dict[str, Any] = {"saturation": sat}
@@ -656,6 +682,14 @@ def report(r: dict[str, Any]) -> str:
         f"- full / bare, 2 workers: {eps('full_2') / eps('bare_2'):.2f}",
         f"- full 2 workers / 1 worker: {eps('full_2') / eps('full_1'):.2f} (target >= 1.6)",
         f"- bare 2 workers / 1 worker: {eps('bare_2') / eps('bare_1'):.2f}",
+        "- cores in use at saturation (server processes / load generator), of "
+        f"{r['cpus']}: "
+        + ", ".join(
+            f"{kind} x{w} {r[f'{kind}_{w}']['saturation'].get('server_cores', 0):.2f} / "
+            f"{r[f'{kind}_{w}']['saturation'].get('generator_cores', 0):.2f}"
+            for w in (1, 2)
+            for kind in ("bare", "full")
+        ),
         f"- full pipeline, 2 workers, at {fixed['per_second']:.0f} events/s offered: "
         f"p50 {fixed['p50_ms']:.2f} ms, p99 {fixed['p99_ms']:.2f} ms (target p99 <= 10 ms)",
         f"- writer into the embedded engine: {r['writer']['rows_per_second']:.0f} rows/s "
