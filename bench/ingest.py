@@ -12,7 +12,8 @@ One run measures, side by side on this machine:
 2. p50/p99 latency at a fixed `--rate` (an open loop: latency counts from the moment a beacon
    was due, so a stall is not hidden by the generator waiting).
 3. The writer alone: rows/s from sealed spool segments into a fresh embedded engine.
-4. HTTP worker RSS before and after the load.
+4. HTTP worker RSS before and after the load, and the cores the server's processes and the
+   load generator used during each saturation run (they share the machine).
 
 The load generator is a separate process (asyncio + uvloop, raw HTTP/1.1 on keep-alive sockets,
 no client library in the hot path) replaying realistic beacons: real desktop and mobile user
