@@ -175,6 +175,14 @@ def generate(store: Store, events: int, days: int, batch: int, now: dt.datetime)
     return done / (time.monotonic() - began)
 
 
+# The tables the query layer folds from events (dashboards/rollups.py), with their markers.
+FOLDED = (
+    "visits_daily",
+    "visits_daily_done",
+    "visit_facts",
+    "visit_pairs_daily",
+    "visit_pairs_done",
+)
 # Bumped when the generated data changes, so `--reuse` regenerates an older store.
 GENERATOR = 2
 BREAKDOWNS = [
@@ -347,17 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         today = dt.datetime.now(dt.UTC).date()
         now = dt.datetime(today.year, today.month, today.day, 12, tzinfo=dt.UTC)
         if have:
-            for table in (
-                "events",
-                "sessions",
-                "rollup_hourly",
-                "rollup_daily",
-                "visits_daily",
-                "visits_daily_done",
-                "visit_facts",
-                "visit_pairs_daily",
-                "visit_pairs_done",
-            ):
+            for table in ("events", "sessions", "rollup_hourly", "rollup_daily", *FOLDED):
                 store.command(f"TRUNCATE TABLE {table}")
         print(
             f"generating {args.events:,} events over the {args.days} days up to "
@@ -373,13 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     # the folded visit tables are part of what the first (warm-up) payload does: start empty,
     # unless asked to keep them (the first fold of a 100M store takes 8-11 minutes)
     if not args.keep_folded:
-        for table in (
-            "visits_daily",
-            "visits_daily_done",
-            "visit_facts",
-            "visit_pairs_daily",
-            "visit_pairs_done",
-        ):
+        for table in FOLDED:
             store.command(f"TRUNCATE TABLE {table}")
     sizes = store.query(
         "SELECT table, sum(rows) AS rows, sum(data_compressed_bytes) AS bytes FROM system.parts "

@@ -672,9 +672,7 @@ def _session_sql(
 
 def _visits_key(plan: _Plan, period: Period, dims: list[Dimension]) -> str | None:
     """The visits_daily dimension that can answer, or None to compute visits live."""
-    if plan.spec.source == "raw" or not period.day_aligned():
-        return None
-    if any(plan.grain(d) == "time:hour" for d in dims if d.kind == "time"):
+    if not _closed_days_ok(plan, period, dims):
         return None
     nontime = [d for d in dims if d.kind != "time"]
     filtered = {leaf.dim.name for f in plan.spec.filters for leaf in flt.leaves(f)}
@@ -690,9 +688,7 @@ def _visits_key(plan: _Plan, period: Period, dims: list[Dimension]) -> str | Non
 def _pair(plan: _Plan, period: Period, dims: list[Dimension]) -> tuple[str, str] | None:
     """(filtered, breakdown) rollup keys when `visit_pairs_daily` can answer (a breakdown by one
     visit attribute, filtered on another), else None."""
-    if plan.spec.source == "raw" or not period.day_aligned():
-        return None
-    if any(plan.grain(d) == "time:hour" for d in dims if d.kind == "time"):
+    if not _closed_days_ok(plan, period, dims):
         return None
     nontime = [d for d in dims if d.kind != "time"]
     filtered = {leaf.dim.name: leaf.dim for f in plan.spec.filters for leaf in flt.leaves(f)}
@@ -709,8 +705,9 @@ def _closed_rollup(plan: _Plan, period: Period, dims: list[Dimension]) -> bool:
     return _visits_key(plan, period, dims) is not None or _pair(plan, period, dims) is not None
 
 
-def _facts_ok(plan: _Plan, period: Period, dims: list[Dimension]) -> bool:
-    """Whether closed days may come from `visit_facts` (day-aligned, no hourly buckets)."""
+def _closed_days_ok(plan: _Plan, period: Period, dims: list[Dimension]) -> bool:
+    """Whether closed days may come from what was folded per day (`visit_facts` and the visit
+    rollups): day-aligned, no hourly buckets, not forced to raw."""
     if plan.spec.source == "raw" or not period.day_aligned():
         return False
     return not any(plan.grain(d) == "time:hour" for d in dims if d.kind == "time")
@@ -750,7 +747,7 @@ def _visit_rows(
     pairs = _pair(plan, period, dims) if key is None else None
     live_aggs = {m: a[0] for m, a in aggs.items()}
     timeout = dt.timedelta(minutes=plan.config.privacy.session_timeout_minutes)
-    use_facts = key is None and pairs is None and _facts_ok(plan, period, dims)
+    use_facts = key is None and pairs is None and _closed_days_ok(plan, period, dims)
     if key is None and pairs is None and not use_facts:
         plan.sources.add("sessions")
         return _session_rows(plan, period, live_aggs, dims)
@@ -850,7 +847,7 @@ def _compute(plan: _Plan, period: Period) -> list[Row]:
     use_visits = by_session_dim or (
         _visit_only(plan, needed)
         and _rollup_source(plan, period, event_metrics | {"visitors"}) is None
-        and _facts_ok(plan, period, plan.dims)
+        and _closed_days_ok(plan, period, plan.dims)
     )
     if use_visits:
         aggs = {m: _SESSION_AS_EVENT[m] for m in event_metrics}
