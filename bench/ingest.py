@@ -466,7 +466,8 @@ def writer_rows_per_second(
     store = open_owner(f"chdb://{root / 'clickhouse'}")
     schema_mod.apply(store, schema_values(parse("", env={})))
     before = int(store.query("SELECT count() FROM events").scalar())
-    writer = Writer(store, root / "spool", collector_id="bench")
+    # As `firstparty serve` makes it for the embedded engine it owns: the only writer.
+    writer = Writer(store, root / "spool", collector_id="bench", sole=store.exclusive)
     started = time.perf_counter()
     inserted = writer.drain_once()
     elapsed = time.perf_counter() - started

@@ -146,12 +146,14 @@ def report_writer(config: Config, writer: Writer) -> None:
         log.warning("cannot write the writer's metrics: %s", exc)
 
 
-async def _start_admin(config: Config, store: Store) -> tuple[_AdminServer, asyncio.Task[None]]:
+async def _start_admin(
+    config: Config, store: Store, writer: Writer
+) -> tuple[_AdminServer, asyncio.Task[None]]:
     sock_path = admin_socket(config)
     sock_path.unlink(missing_ok=True)
     admin = _AdminServer(
         uvicorn.Config(
-            Starlette(routes=admin_routes(store)),
+            Starlette(routes=admin_routes(store, on_insert=writer.foreign_insert)),
             uds=str(sock_path),
             log_level="warning",
             access_log=False,
@@ -170,7 +172,7 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
     admin: _AdminServer | None = None
     admin_task: asyncio.Task[None] | None = None
     if owner:
-        admin, admin_task = await _start_admin(config, store)
+        admin, admin_task = await _start_admin(config, store, writer)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -407,6 +409,9 @@ def serve(config: Config) -> int:
             collector_id=collector_id(config.data_dir),
             fault_file=config.data_dir / FAULT_FILE,
             max_wait=_seconds_from_env("FIRSTPARTY_WRITER_MAX_WAIT", WRITER_MAX_WAIT),
+            # Owning an embedded engine: other collectors and commands insert through our
+            # admin socket, which tells the writer (`foreign_insert`).
+            sole=owner and store.exclusive,
         )
         report_writer(config, writer)
         writer.start()

@@ -35,7 +35,7 @@ import pyarrow.json as pa_json
 
 from ingest.batch import ARROW_SCHEMA, to_arrow
 from ingest.event import DEFAULTS, REQUIRED, Event
-from ingest.sessions import Sessionizer
+from ingest.sessions import Sessionizer, to_ms
 from ingest.spool import (
     QUARANTINE,
     decode,
@@ -230,8 +230,13 @@ class Writer:
         flush_bytes: int = 16 << 20,
         max_wait: float = 0.5,
         clock: Callable[[], dt.datetime] | None = None,
+        sole: bool = False,
     ) -> None:
+        """`sole`: no events reach `store` but through this writer or `foreign_insert` (the
+        writer of an embedded store's owner), so its session cache needs no store lookups."""
         self.store = store
+        self.sole = sole
+        self._trusting = False
         self.spool_dir = spool_dir
         self.sessions = Sessionizer(session_timeout)
         self.collector_id = collector_id
@@ -253,6 +258,32 @@ class Writer:
         if self.stats.consecutive_errors:
             return "failing"
         return "ok" if self.stats.batches else "idle"
+
+    # -- the session cache ------------------------------------------------------------------
+
+    def _trust_cache(self) -> None:
+        """A sole writer's cache knows every session that ends after the newest stored event."""
+        if not self.sole or self._trusting:
+            return
+        # Answered from the parts' min-max index of the partition key: ~8 ms at 20M events.
+        newest = self.store.query("SELECT max(timestamp) FROM events").scalar()
+        since = 0
+        if isinstance(newest, dt.datetime):
+            since = to_ms(newest if newest.tzinfo else newest.replace(tzinfo=dt.UTC)) + 1
+        self.sessions.trust_cache(since)
+        self._trusting = True
+
+    def foreign_insert(self, table: str, data: pa.Table) -> None:
+        """Events are being stored past this writer (`admin_routes`' `on_insert`): their
+        sessions must be looked up from now on, up to the newest of them."""
+        if table != "events":
+            return
+        until = to_ms(self.clock())
+        if data.num_rows and "timestamp" in data.column_names:
+            newest = pc.max(data.column("timestamp")).as_py()
+            if isinstance(newest, dt.datetime):
+                until = max(until, to_ms(newest))
+        self.sessions.distrust_until(until)
 
     # -- one batch ---------------------------------------------------------------------------
 
@@ -395,6 +426,7 @@ class Writer:
         """
         with self._lock:
             total = 0
+            self._trust_cache()
             seal_orphans(self.spool_dir)
             for manifest in sorted(self.spool_dir.glob(MANIFEST_GLOB)):
                 total += self._replay(manifest)

@@ -74,6 +74,9 @@ class Store(Protocol):
     """Blocking calls; run them off the event loop (see `store.aio`)."""
 
     url: str
+    # True when no other process can reach this store but through this process (the embedded
+    # engine, held by its owner): every insert into it is then made or seen here.
+    exclusive: bool
 
     def query(
         self, sql: str, params: Params | None = None, settings: Mapping[str, Any] | None = None

@@ -83,6 +83,7 @@ class ClickHouseStore:
     def __init__(self, target: StoreURL, pool_size: int = POOL_SIZE) -> None:
         self.url = target.redacted()
         self.target = target
+        self.exclusive = target.kind == "chdb"
         self._pool_size = pool_size
         self._idle: queue.SimpleQueue[Client] = queue.SimpleQueue()
         self._opened = 0  # clients made, idle or in use

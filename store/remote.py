@@ -11,7 +11,7 @@ import datetime as dt
 import decimal
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +128,8 @@ def ipc_to_table(data: bytes) -> pa.Table:
 
 
 class RemoteStore:
+    exclusive = False  # the process that owns the engine writes to it too
+
     def __init__(self, sock: Path, url: str) -> None:
         self.url = url
         self.sock = sock
@@ -192,8 +194,14 @@ def _json_error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def admin_routes(store: Store) -> list[Route]:
-    """The server side: routes the engine-owning process serves on the admin socket."""
+def admin_routes(
+    store: Store, on_insert: Callable[[str, pa.Table], None] | None = None
+) -> list[Route]:
+    """The server side: routes the engine-owning process serves on the admin socket.
+
+    `on_insert(table, data)` is told of an insert before it is made (the owner's writer learns
+    that events it did not write are arriving: from a joined collector, demo data).
+    """
 
     async def _body(request: Request) -> dict[str, Any]:
         data = json.loads(await request.body())
@@ -230,7 +238,10 @@ def admin_routes(store: Store) -> list[Route]:
         try:
             table = ipc_to_table(await request.body())
             token = request.headers.get("x-dedup-token") or None
-            await run_in_threadpool(store.insert, request.headers["x-table"], table, token)
+            name = request.headers["x-table"]
+            if on_insert is not None:
+                on_insert(name, table)
+            await run_in_threadpool(store.insert, name, table, token)
         except StoreUnavailable as exc:
             return _json_error(str(exc), 503)
         except (StoreError, ValueError, KeyError) as exc:  # pyarrow.ArrowInvalid is a ValueError

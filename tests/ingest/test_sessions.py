@@ -76,3 +76,17 @@ def test_a_visitor_of_two_sites_continues_each_sites_own_session(store: Store) -
     insert_events(store, [later_b, later_a], Sessionizer(), token="b")  # a restarted writer
     assert later_a.session_id == a.session_id != later_b.session_id == b.session_id
     assert (later_a.referrer_source, later_b.referrer_source) == ("Google", "Bing")
+
+
+def test_a_trusted_cache_looks_up_what_it_expired(store: Store) -> None:
+    # The only writer of the store trusts its cache, until it forgets sessions (expiry): an
+    # event that arrives late (a spool backlog) must still find its session in the store.
+    cache = Sessionizer()
+    cache.trust_cache(0)
+    first = hit(0, referrer_source="Google")
+    insert_events(store, [first], cache, token="a")
+    cache.expire(T0 + dt.timedelta(hours=2))
+    assert len(cache) == 0
+    late = hit(10)
+    insert_events(store, [late], cache, token="b")
+    assert late.session_id == first.session_id and late.referrer_source == "Google"

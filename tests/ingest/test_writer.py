@@ -14,7 +14,7 @@ import pytest
 
 from ingest.batch import to_arrow
 from ingest.event import COLUMNS, Event
-from ingest.sessions import Sessionizer
+from ingest.sessions import LOOKUP_SESSIONS_SQL, Sessionizer
 from ingest.spool import (
     HEADER,
     QUARANTINE,
@@ -31,6 +31,7 @@ from ingest.writer import (
     batch_token,
     check_dedup_settings,
     decode_batch,
+    insert_events,
 )
 from store.base import Store, StoreUnavailable
 
@@ -135,6 +136,82 @@ def test_a_manifest_with_segments_already_deleted_is_finished_without_insert(
     assert writer.drain_once() == 0
     assert counts(store) == (0, 0, 0)
     assert not list(spool_dir.glob("*"))
+
+
+class Recording:
+    """The real store, keeping the SQL of the queries it was asked (to see the lookups)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.url = store.url
+        self.exclusive = store.exclusive
+        self.queries: list[str] = []
+
+    def query(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        self.queries.append(sql)
+        return self.store.query(sql, *args, **kwargs)
+
+    def command(self, *args: Any, **kwargs: Any) -> None:
+        self.store.command(*args, **kwargs)
+
+    def insert(self, *args: Any, **kwargs: Any) -> None:
+        self.store.insert(*args, **kwargs)
+
+    def close(self) -> None:
+        pass
+
+    def lookups(self) -> int:
+        return sum(1 for q in self.queries if q == LOOKUP_SESSIONS_SQL)
+
+
+def session_of(store: Store, visitor: int) -> list[int]:
+    rows = store.query(
+        "SELECT DISTINCT session_id FROM events WHERE visitor_id = {v:UInt64}", {"v": visitor}
+    )
+    return [int(v) for v in rows.column("session_id")]
+
+
+def test_a_sole_writer_looks_up_only_sessions_stored_before_it_started(
+    store: Store, tmp_path: Path
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_events(spool_dir, 0, 40)  # 40 new visitors
+    seen = Recording(store)
+    writer = make_writer(cast(Store, seen), spool_dir, sole=True)
+    assert writer.drain_once() == 40
+    assert seen.lookups() == 0  # nothing stored before: the cache knows every session
+
+    # A restart: the stored visitor 5003 comes back 10 minutes later, the new 9999 too.
+    spool = SpoolWriter(spool_dir, "w0")
+    spool.append([encode(event(600, visitor=5003)), encode(event(601, visitor=9999))])
+    spool.close()
+    again = Recording(store)
+    assert make_writer(cast(Store, again), spool_dir, sole=True).drain_once() == 2
+    assert again.lookups() == 1
+    assert len(session_of(store, 5003)) == 1
+
+
+def test_events_stored_past_a_sole_writer_are_looked_up(store: Store, tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    first = event(0, visitor=42)
+    first.referrer_source = "Google"
+    spool = SpoolWriter(spool_dir, "w0")
+    spool.append([encode(first)])
+    spool.close()
+    writer = make_writer(store, spool_dir, sole=True)
+    writer.drain_once()
+    # Another collector continues the visit 20 minutes later, through the admin socket.
+    other = event(20 * 60, visitor=42)
+    insert_events(store, [other], Sessionizer(), token="other")
+    writer.foreign_insert("events", to_arrow([other]))
+    # 40 minutes after this writer last saw the visitor, 20 after the other collector did.
+    spool = SpoolWriter(spool_dir, "w1")
+    spool.append([encode(event(40 * 60, visitor=42))])
+    spool.close()
+    writer.drain_once()
+    assert len(session_of(store, 42)) == 1
+    sources = store.query("SELECT DISTINCT referrer_source FROM events").column("referrer_source")
+    assert sources == ["Google"]
 
 
 def test_store_down_keeps_the_spool_and_recovery_drains_it(store: Store, tmp_path: Path) -> None:
