@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from ingest.batch import to_arrow
 from ingest.event import Event
-from ingest.sessions import Sessionizer
+from ingest.sessions import Sessionizer, new_session_id, new_session_ids, site_key
 from ingest.writer import insert_events
 from store.base import Store
+from store.columns import VISIT_ATTRIBUTES
 
 T0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=2)
 
@@ -90,3 +96,88 @@ def test_a_trusted_cache_looks_up_what_it_expired(store: Store) -> None:
     late = hit(10)
     insert_events(store, [late], cache, token="b")
     assert late.session_id == first.session_id and late.referrer_source == "Google"
+
+
+SITES = st.sampled_from(["example.com", "other.example"])
+SOURCES = st.sampled_from(["Google", "Bing", ""])
+
+# One event: site, visitor, which of its ids it carries and when (seconds), a visit attribute.
+# Midnight is at 3,600 s: before it a visitor has yesterday's id (its number + 100), after it
+# today's, with yesterday's as `prev` just after midnight (kind 2) or not (kind 0, which may
+# also stand for an unrelated visitor before midnight).
+EVENTS = st.one_of(
+    st.tuples(SITES, st.integers(1, 4), st.just(0), st.integers(0, 7200), SOURCES),
+    st.tuples(SITES, st.integers(1, 4), st.just(1), st.integers(0, 3599), SOURCES),
+    st.tuples(SITES, st.integers(1, 4), st.just(2), st.integers(3600, 7200), SOURCES),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(EVENTS, max_size=30), min_size=1, max_size=5))
+# A visit carried over midnight within one batch, every session one event long.
+@example(
+    [
+        [
+            ("example.com", 1, 0, 0, "Google"),
+            ("other.example", 1, 1, 1801, "Google"),
+            ("other.example", 1, 2, 3600, "Bing"),
+        ]
+    ]
+)
+# A visit continued over three batches, each within the timeout of the one before only.
+@example(
+    [
+        [("example.com", 1, 0, 0, "")],
+        [("example.com", 1, 0, 1200, "")],
+        [("example.com", 1, 0, 2700, "")],
+    ]
+)
+def test_batches_assigned_as_tables_match_event_by_event(
+    batches: list[list[tuple[str, int, int, int, str]]],
+) -> None:
+    # The writer's vectorised assignment against the per-event rules (`assign`), over batches
+    # that share a cache, arrive out of order (a late batch) and span midnight.
+    by_event, by_table = Sessionizer(), Sessionizer()
+    number = 0
+    for batch in batches:
+        events, prevs = [], []
+        for site, visitor, kind, seconds, source in batch:
+            number += 1
+            events.append(
+                Event(
+                    site_id=site,
+                    timestamp=T0 + dt.timedelta(seconds=seconds, milliseconds=number % 7),
+                    name="pageview",
+                    visitor_id=visitor + 100 if kind == 1 else visitor,
+                    pathname=f"/{number}",
+                    referrer_source=source,
+                )
+            )
+            prevs.append(visitor + 100 if kind == 2 else 0)
+        table = by_table.assign_table(to_arrow(events), prevs)
+        for i in sorted(range(len(events)), key=lambda i: events[i].timestamp):
+            by_event.assign(events[i], prevs[i])
+        expected = {e.pathname: e for e in events}
+        for row in table.to_pylist():
+            event = expected.pop(row["pathname"])
+            assert (row["session_id"], row["visitor_id"]) == (event.session_id, event.visitor_id)
+            assert [row[a] for a in VISIT_ATTRIBUTES] == [
+                getattr(event, a) for a in VISIT_ATTRIBUTES
+            ]
+        assert not expected
+
+
+@given(
+    st.sampled_from(["example.com", "a.example", ""]),
+    st.integers(0, (1 << 64) - 1),
+    st.integers(0, 1 << 45),
+)
+def test_session_ids_of_a_batch_are_those_of_single_events(
+    site: str, visitor: int, start: int
+) -> None:
+    batch = new_session_ids(
+        np.array([site_key(site)], dtype=np.uint64),
+        np.array([visitor], dtype=np.uint64),
+        np.array([start], dtype=np.int64),
+    )
+    assert int(batch[0]) == new_session_id(site, visitor, start) < 1 << 63

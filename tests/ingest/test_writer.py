@@ -387,5 +387,5 @@ def test_table_and_event_sessionizing_agree() -> None:
     for e in sorted(by_events, key=lambda e: e.timestamp):
         sessionizer.assign(e)
     table = Sessionizer().assign_table(to_arrow(rows), [0] * len(rows))
-    assert table.to_pylist() == to_arrow(sorted(by_events, key=lambda e: e.timestamp)).to_pylist()
+    assert table.to_pylist() == to_arrow(by_events).to_pylist()
     assert len(set(table.column("session_id").to_pylist())) == 3
