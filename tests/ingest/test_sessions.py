@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pyarrow as pa
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -154,7 +155,11 @@ def test_batches_assigned_as_tables_match_event_by_event(
                 )
             )
             prevs.append(visitor + 100 if kind == 2 else 0)
-        table = by_table.assign_table(to_arrow(events), prevs)
+        # In several chunks, as the writer's columnar decoder makes them.
+        whole = to_arrow(events)
+        table = by_table.assign_table(
+            pa.Table.from_batches(whole.to_batches(max_chunksize=7), whole.schema), prevs
+        )
         for i in sorted(range(len(events)), key=lambda i: events[i].timestamp):
             by_event.assign(events[i], prevs[i])
         expected = {e.pathname: e for e in events}
