@@ -607,6 +607,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     else:  # uvicorn runs a single worker in its own process
                         pids = children(proc.pid) if workers > 1 else [proc.pid]
                     rss_before = [rss_mb(p) for p in pids]
+                    # The process that holds the embedded engine (the writer, its session cache)
+                    engine_before = rss_mb(proc.pid) if kind == "full" else None
                     cpu, began = cpu_seconds(proc.pid), time.perf_counter()
                     sat = generate(
                         "closed", port, connections=args.connections, seconds=args.seconds
@@ -619,6 +621,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     entry: dict[str, Any] = {"saturation": sat}
                     entry["rss_mb_before"] = [round(x, 1) for x in rss_before]
                     entry["rss_mb_after"] = [round(x, 1) for x in rss_after]
+                    if engine_before is not None:
+                        entry["engine_rss_mb"] = [round(engine_before), round(rss_mb(proc.pid))]
                     if kind == "full" and workers == 2:
                         entry["fixed_rate"] = generate(
                             "open",
@@ -707,6 +711,13 @@ def report(r: dict[str, Any]) -> str:
             if "writer_store" in r
             else []
         ),
+        "- the process holding the engine, RSS MB before -> after the saturation run: "
+        + ", ".join(
+            f"x{w} {r[f'full_{w}']['engine_rss_mb'][0]} -> {r[f'full_{w}']['engine_rss_mb'][1]}"
+            for w in (1, 2)
+            if "engine_rss_mb" in r[f"full_{w}"]
+        )
+        + " (target <= 1,000)",
         f"- every accepted event stored: full x1 {r['full_1']['stored_rows']} rows, "
         f"full x2 {r['full_2']['stored_rows']} rows",
     ]
