@@ -409,9 +409,9 @@ def serve(config: Config) -> int:
             collector_id=collector_id(config.data_dir),
             fault_file=config.data_dir / FAULT_FILE,
             max_wait=_seconds_from_env("FIRSTPARTY_WRITER_MAX_WAIT", WRITER_MAX_WAIT),
-            # Owning an embedded engine: other collectors and commands insert through our
-            # admin socket, which tells the writer (`foreign_insert`).
-            sole=owner and store.exclusive,
+            # Owning an embedded engine (a joined collector's store is not exclusive): others
+            # insert through our admin socket, which tells the writer (`foreign_insert`).
+            sole=store.exclusive,
         )
         report_writer(config, writer)
         writer.start()

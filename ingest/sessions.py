@@ -61,13 +61,15 @@ def _strings(table: pa.Table) -> list[list[str]]:
     out = []
     for column in table.columns:
         encoded = pc.dictionary_encode(column).combine_chunks()
-        words = np.array([*encoded.dictionary.to_pylist(), ""], dtype=object)
-        indices = encoded.indices.fill_null(len(words) - 1).to_numpy()
-        out.append(words[indices].tolist())
+        words = np.array(encoded.dictionary.to_pylist(), dtype=object)
+        out.append(words[encoded.indices.to_numpy()].tolist())
     return out
 
 
 def to_ms(moment: dt.datetime) -> int:
+    """Milliseconds since the epoch; a naive datetime (as the store may return it) is UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
     return int(moment.timestamp() * 1000)
 
 
@@ -116,6 +118,11 @@ class Sessionizer:
         # Every session that ended at or after this moment (ms) is in the cache; None: unknown.
         self._complete_from: int | None = None
 
+    @property
+    def trusting(self) -> bool:
+        """Whether `trust_cache` was called: some sessions need no lookup."""
+        return self._complete_from is not None
+
     def trust_cache(self, since_ms: int) -> None:
         """Declare every session that ends at or after `since_ms` to pass through this cache."""
         self._complete_from = since_ms
@@ -124,6 +131,10 @@ class Sessionizer:
         """Events up to `until_ms` were stored by someone else: look their sessions up."""
         if self._complete_from is not None:
             self._complete_from = max(self._complete_from, until_ms + 1)
+
+    def _goes_on(self, session: Session | None, ts: int) -> bool:
+        """Whether an event at `ts` (ms) continues `session` (within the timeout of its end)."""
+        return session is not None and ts - session[LAST] <= self._timeout_ms
 
     def _covers(self, ts: int) -> bool:
         """Whether any session an event at `ts` could continue is in the cache, if it exists."""
@@ -139,9 +150,9 @@ class Sessionizer:
         session = self._open.get(key)
         if session is None and prev_visitor_id:
             carried = self._open.get((site, prev_visitor_id))
-            if carried is not None and ts - carried[LAST] <= self._timeout_ms:
+            if self._goes_on(carried, ts):
                 session = carried
-        if session is None or ts - session[LAST] > self._timeout_ms:
+        if session is None or not self._goes_on(session, ts):
             attributes = tuple(getattr(event, a) for a in VISIT_ATTRIBUTES)
             session = (new_session_id(site, vid, ts), vid, ts, attributes)
         else:
@@ -200,7 +211,7 @@ class Sessionizer:
         # first row carries over the session of their previous-salt id (just after midnight).
         going_on: dict[int, Session] = {}
         for j, session in enumerate(cached):
-            if session is not None and int(stamps[heads[j]]) - session[LAST] <= timeout:
+            if session is not None and self._goes_on(session, int(stamps[heads[j]])):
                 going_on[j] = session
                 # Rows older than the session's last event (a late batch) are measured from
                 # that event, not from the row before, as `assign` does.
@@ -249,7 +260,7 @@ class Sessionizer:
                 other = index.get((keys[j][0], carrying[j]))
                 if other is None:
                     carried = self._open.get((keys[j][0], carrying[j]))
-                    if carried is not None and int(stamps[heads[j]]) - carried[LAST] <= timeout:
+                    if carried is not None and self._goes_on(carried, int(stamps[heads[j]])):
                         go_on(run, carried)
                     continue
                 before = last_runs[other]
@@ -313,8 +324,7 @@ class Sessionizer:
         )
 
     def _live(self, key: tuple[str, int], at_ms: int) -> bool:
-        session = self._open.get(key)
-        return session is not None and at_ms - session[LAST] <= self._timeout_ms
+        return self._goes_on(self._open.get(key), at_ms)
 
     def prefetch(self, store: Store, events: Sequence[Event], prev_ids: Sequence[int]) -> int:
         """`prefetch_keys` for Event objects."""
@@ -380,8 +390,6 @@ class Sessionizer:
         for row in rows:
             seen = row["last_seen"]
             assert isinstance(seen, dt.datetime)
-            if seen.tzinfo is None:
-                seen = seen.replace(tzinfo=dt.UTC)
             last = to_ms(seen)
             attrs = tuple(str(row[a]) for a in VISIT_ATTRIBUTES)
             vid = int(str(row["vid"] if "vid" in row else row["visitor_id"]))

@@ -34,7 +34,7 @@ DEFAULT_QUERY_SETTINGS: dict[str, Any] = {"max_execution_time": 30}
 # Every insert: the views of `events` (sessions, rollups) run side by side, and their
 # aggregating targets skip the merge of the new part's rows at insert time (each view already
 # groups a block by its table's key, so there is nothing to merge; reads aggregate anyway).
-# 100,000 new visitors: 650-750 -> 450-550 ms per insert (bench/ingest.py, 2026-12-04).
+# 100,000 new visitors: 740-1,050 -> 450-770 ms per insert (docs/benchmarks.md, 2026-12-04).
 INSERT_SETTINGS: dict[str, Any] = {"parallel_view_processing": 1, "optimize_on_insert": 0}
 
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
