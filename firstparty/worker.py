@@ -37,9 +37,9 @@ def run_worker(config: Config, lobby: socket.socket, index: int, parent: int) ->
         return  # the server died while we were starting
     from firstparty.app import build_app
 
-    # The event loop, the pipeline thread and the spool thread pass the GIL to each other for
+    # Under saturation the event loop and the spool thread pass the GIL to each other for
     # every group of beacons: a shorter switch interval than the 5 ms default keeps the loop
-    # from waiting behind a busy pipeline thread (the latency tail).
+    # from waiting behind the spool thread (the latency tail).
     sys.setswitchinterval(0.0005)
     store = connect(config.store)
     app = build_app(config, store, worker=f"w{index}-{os.getpid()}")

@@ -1,12 +1,16 @@
 """Hits in, durable anonymised events out: runs the pipeline and appends to the spool.
 
-Group commit in two stages, each with its own thread: the requests that arrive while the
-pipeline thread is busy are processed together next; their events wait for the spool thread,
-which appends everything waiting with one write and one fsync, then answers those requests. So
-at low load a request costs one fsync, at high load one fsync covers many requests, and one
-group's fsync overlaps the next group's pipeline; a small group that finds the spool thread idle
-is processed and committed there in one hop. The event loop only parses HTTP, and a request is
-answered only after the fsync that covers its events: a 202 is a promise.
+Group commit on the event loop: the requests that arrive in one turn of the loop form a group.
+Its pipeline runs right there, and a small group (moderate load) is appended and fsynced there
+too, then answered: one fsync per group, and no thread hand-off, each of which costs a wait for
+the GIL. A larger group (the worker is saturated) is committed by the spool thread instead, so
+the loop goes on parsing the next group while the fsync runs; groups that arrive meanwhile are
+committed together next. A request is answered only after the fsync that covers its events: a
+202 is a promise.
+
+The pipeline needs the store only for the visitor salts, and only around a day boundary or a
+recheck (`Pipeline.in_memory`). Such a group runs in the spool thread instead, so that a slow
+store never stalls the loop, which also serves `/healthz` and the dashboards.
 
 When the spool is at its quota a request gets `SpoolFull`, and when a step failed (not a
 judgement on the event, e.g. the store did not answer) `IngestUnavailable`: nothing of that
@@ -27,12 +31,14 @@ from ingest.spool import SpoolWriter, encode
 # it is neither acknowledged nor counted as stored. The client is asked to retry instead.
 UNJUDGED = "internal_error"
 
-Reasons = list[str | None]
+# Groups of at most this many requests are committed on the loop itself. Larger groups only
+# form under saturation, where overlapping the fsync with the next group's work pays more than
+# the hand-off to the spool thread costs (bench/ingest.py, 2026-12-04).
+INLINE_COMMIT_MAX_REQUESTS = 4
 
-# Groups of at most this many requests skip the second thread hop when the spool thread is idle:
-# at 4,000 beacons/s (groups of 1-3) that costs a worker ~15 % less CPU per beacon, with no
-# change under saturation (bench/ingest.py, 2026-11-25).
-ONE_HOP_MAX_REQUESTS = 4
+Reasons = list[str | None]
+Waiter = asyncio.Future[Reasons]
+Prepared = list[tuple[list[bytes], Reasons] | Exception]
 
 
 class IngestUnavailable(Exception):
@@ -46,13 +52,11 @@ class Ingestor:
         self.pipeline = pipeline
         self.spool = spool
         self.unavailable = 0  # requests answered 503 because a step failed
-        # Two stages with a thread each, so one group's fsync overlaps the next group's
-        # pipeline: requests -> pipeline (CPU) -> one write + fsync for all waiting events.
-        self._pending: list[tuple[Sequence[Hit], asyncio.Future[Reasons]]] = []
-        self._unwritten: list[tuple[list[bytes], Reasons, asyncio.Future[Reasons]]] = []
-        self._cpu_task: asyncio.Task[None] | None = None
-        self._io_task: asyncio.Task[None] | None = None
-        self._cpu = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ingest")
+        self._pending: list[tuple[Sequence[Hit], Waiter]] = []
+        self._scheduled = False  # a `_take` is due in this turn of the loop
+        self._unwritten: list[tuple[list[bytes], Reasons, Waiter]] = []
+        self._io_task: asyncio.Task[None] | None = None  # commits in the spool thread
+        self._slow_task: asyncio.Task[None] | None = None  # a pipeline that may call the store
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spool")
 
     def _process(self, hits: Sequence[Hit]) -> tuple[list[bytes], Reasons]:
@@ -67,8 +71,8 @@ class Ingestor:
                 reasons.append(None)
         return records, reasons
 
-    def _prepare(self, batch: list[Sequence[Hit]]) -> list[tuple[list[bytes], Reasons] | Exception]:
-        out: list[tuple[list[bytes], Reasons] | Exception] = []
+    def _prepare(self, batch: list[Sequence[Hit]]) -> Prepared:
+        out: Prepared = []
         for hits in batch:
             records, reasons = self._process(hits)
             if UNJUDGED in reasons:
@@ -91,78 +95,77 @@ class Ingestor:
 
     async def submit(self, hits: Sequence[Hit]) -> Reasons:
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Reasons] = loop.create_future()
+        waiter: Waiter = loop.create_future()
         self._pending.append((hits, waiter))
-        if self._cpu_task is None or self._cpu_task.done():
-            self._cpu_task = loop.create_task(self._run_pipeline())
+        if not self._scheduled:
+            # After the requests already read in this turn of the loop: they join the group.
+            self._scheduled = True
+            loop.call_soon(self._take)
         # Shielded: a client that disconnects does not cancel the commit of others' events.
         return await asyncio.shield(waiter)
 
+    def _take(self) -> None:
+        """Process the pending requests as one group."""
+        self._scheduled = False
+        if not self._pending or _busy(self._slow_task):
+            return  # the slow group's task takes the pending ones when it is done
+        batch, self._pending = self._pending, []
+        hits = [h for h, _ in batch]
+        if not self.pipeline.in_memory(h for group in hits for h in group):
+            self._slow_task = asyncio.get_running_loop().create_task(self._slow(batch))
+            return
+        try:
+            prepared = self._prepare(hits)
+        except Exception as exc:  # noqa: BLE001 - every waiter learns; none is acknowledged
+            _fail([w for _, w in batch], exc)
+            return
+        self._commit_group(batch, prepared)
+
+    async def _slow(self, batch: list[tuple[Sequence[Hit], Waiter]]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            prepared = await loop.run_in_executor(self._io, self._prepare, [h for h, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - every waiter learns; none is acknowledged
+            _fail([w for _, w in batch], exc)
+        else:
+            self._commit_group(batch, prepared)
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._take)
+
+    def _commit_group(self, batch: list[tuple[Sequence[Hit], Waiter]], prepared: Prepared) -> None:
+        """Answer the dropped and the failed requests; commit the others' records."""
+        kept: list[tuple[list[bytes], Reasons, Waiter]] = []
+        for (_, waiter), result in zip(batch, prepared, strict=True):
+            if isinstance(result, Exception):
+                _fail([waiter], result)
+            elif not result[0]:
+                _done(waiter, result[1])  # all dropped: nothing to make durable
+            else:
+                kept.append((result[0], result[1], waiter))
+        if not kept:
+            return
+        if _busy(self._io_task) or len(kept) > INLINE_COMMIT_MAX_REQUESTS:
+            self._unwritten.extend(kept)
+            if not _busy(self._io_task):
+                self._io_task = asyncio.get_running_loop().create_task(self._write())
+            return
+        _answer(kept, self._commit([r for records, _, _ in kept for r in records]))
+
     def _commit(self, records: list[bytes]) -> Exception | None:
-        """Append and fsync (in the spool thread); the failure that denies the 202, if any."""
+        """Append and fsync; the failure that denies the 202, if any."""
         try:
             self.spool.append(records)
         except Exception as exc:  # noqa: BLE001 - SpoolFull or a disk error: no 202
             return exc
         return None
 
-    def _prepare_and_write(
-        self, batch: list[Sequence[Hit]]
-    ) -> tuple[list[tuple[list[bytes], Reasons] | Exception], Exception | None]:
-        prepared = self._prepare(batch)
-        records = [r for p in prepared if not isinstance(p, Exception) for r in p[0]]
-        return prepared, self._commit(records) if records else None
-
-    async def _run_pipeline(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            batch, self._pending = self._pending, []
-            hits = [h for h, _ in batch]
-            # A small group while the spool thread is idle (moderate load) takes one thread hop,
-            # not two: the spool thread runs its pipeline and its commit. Under load, groups are
-            # large and the two stages overlap as described above.
-            one_hop = (
-                len(batch) <= ONE_HOP_MAX_REQUESTS
-                and not self._unwritten
-                and (self._io_task is None or self._io_task.done())
-            )
-            failed: Exception | None = None
-            try:
-                if one_hop:
-                    prepared, failed = await loop.run_in_executor(
-                        self._io, self._prepare_and_write, hits
-                    )
-                else:
-                    prepared = await loop.run_in_executor(self._cpu, self._prepare, hits)
-            except Exception as exc:  # noqa: BLE001 - every waiter learns; none is acknowledged
-                _fail([w for _, w in batch], exc)
-                continue
-            for (_, waiter), result in zip(batch, prepared, strict=True):
-                if isinstance(result, Exception):
-                    _fail([waiter], result)
-                elif not result[0]:
-                    _done(waiter, result[1])  # all dropped: nothing to make durable
-                elif one_hop:
-                    if failed is not None:
-                        _fail([waiter], failed)
-                    else:
-                        _done(waiter, result[1])
-                else:
-                    self._unwritten.append((result[0], result[1], waiter))
-            if self._unwritten and (self._io_task is None or self._io_task.done()):
-                self._io_task = loop.create_task(self._write())
-
     async def _write(self) -> None:
         loop = asyncio.get_running_loop()
         while self._unwritten:
             group, self._unwritten = self._unwritten, []
             records = [record for recs, _, _ in group for record in recs]
-            failed = await loop.run_in_executor(self._io, self._commit, records)
-            if failed is not None:
-                _fail([w for _, _, w in group], failed)
-                continue
-            for _, reasons, waiter in group:
-                _done(waiter, reasons)
+            _answer(group, await loop.run_in_executor(self._io, self._commit, records))
 
     async def tick(self) -> None:
         """Seal the open segment by age and rescan the spool's size (every ~0.1 s)."""
@@ -170,23 +173,36 @@ class Ingestor:
 
     async def close(self) -> None:
         """Commit what is pending, then seal the open segment."""
-        while (self._cpu_task and not self._cpu_task.done()) or (
-            self._io_task and not self._io_task.done()
-        ):
-            for task in (self._cpu_task, self._io_task):
-                if task is not None and not task.done():
-                    await task
+        while self._pending or self._scheduled or _busy(self._slow_task) or _busy(self._io_task):
+            tasks = [t for t in (self._slow_task, self._io_task) if t is not None and _busy(t)]
+            if tasks:
+                await asyncio.wait(tasks)
+            else:
+                await asyncio.sleep(0)  # lets a due `_take` run
+                if self._pending and not self._scheduled:
+                    self._take()
         await asyncio.get_running_loop().run_in_executor(self._io, self.spool.close)
-        self._cpu.shutdown(wait=True)
         self._io.shutdown(wait=True)
 
 
-def _fail(waiters: list[asyncio.Future[Reasons]], exc: Exception) -> None:
+def _busy(task: asyncio.Task[None] | None) -> bool:
+    return task is not None and not task.done()
+
+
+def _answer(group: list[tuple[list[bytes], Reasons, Waiter]], failed: Exception | None) -> None:
+    for _, reasons, waiter in group:
+        if failed is not None:
+            _fail([waiter], failed)
+        else:
+            _done(waiter, reasons)
+
+
+def _fail(waiters: list[Waiter], exc: Exception) -> None:
     for waiter in waiters:
         if not waiter.done():
             waiter.set_exception(exc)
 
 
-def _done(waiter: asyncio.Future[Reasons], reasons: Reasons) -> None:
+def _done(waiter: Waiter, reasons: Reasons) -> None:
     if not waiter.done():
         waiter.set_result(reasons)

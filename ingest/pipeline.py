@@ -2,6 +2,10 @@
 
 A step receives the `Hit` (raw, in memory only) and the `Event` being built (what may be
 stored), fills in its part, and returns a drop reason or None. The first reason ends the run.
+Steps compute from memory. A step that may call the store (the visitor salts) tells whether it
+can answer from memory for given hits (`in_memory`), because the collector runs the pipeline on
+its event loop only when it can.
+
 Drop reasons are short, stable snake_case names: they appear in the `X-Dropped` header and in
 /metrics (`pipeline.dropped`); redactions are counted by kind (`pipeline.redactions`).
 """
@@ -10,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ingest.event import Event
@@ -20,6 +24,7 @@ log = logging.getLogger("firstparty.ingest")
 
 Step = Callable[[Hit, Event], str | None]
 Previous = Callable[[Hit, Event], int]
+InMemory = Callable[[Iterable[Hit]], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +46,11 @@ class Pipeline:
         steps: Sequence[tuple[str, Step]],
         previous: Previous | None = None,
         redactions: Counter[str] | None = None,
+        in_memory: InMemory | None = None,
     ) -> None:
         self.steps = list(steps)
         self.previous = previous
+        self._in_memory = in_memory
         self.dropped: Counter[str] = Counter()
         self.redactions: Counter[str] = Counter() if redactions is None else redactions
         self.accepted = 0
@@ -51,6 +58,10 @@ class Pipeline:
     @property
     def names(self) -> list[str]:
         return [name for name, _ in self.steps]
+
+    def in_memory(self, hits: Iterable[Hit]) -> bool:
+        """Whether processing `hits` needs no store call (and so cannot wait on one)."""
+        return self._in_memory is None or self._in_memory(hits)
 
     def process(self, hit: Hit) -> Accepted | Dropped:
         event = Event(site_id=hit.domain, timestamp=hit.received_at, name=hit.name, visitor_id=0)

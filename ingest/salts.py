@@ -179,6 +179,30 @@ class KeyRing:
                 self._cache[prev] = _Cached(value, None)
             return self._cache[prev].value
 
+    def in_memory(self, start: dt.datetime, end: dt.datetime, key: bool = True) -> bool:
+        """Whether `maintain`, and with `key` also `key` and `previous`, answer from memory
+        (without a store call) at every time from `start` to `end`.
+
+        The collector runs the pipeline on its event loop only then: a store call there (the
+        first beacon of a day, a recheck, a destruction) would stall every request of the
+        worker for as long as the store takes to answer.
+        """
+        if self._next_maintenance is None or end >= self._next_maintenance:
+            return False
+        if not key:
+            return True
+        for at in (start, end):
+            period = self.period_of(at)
+            cached = self._cache.get(period)
+            if cached is None or (cached.recheck_at is not None and end >= cached.recheck_at):
+                return False
+            if at - _midnight(period) < self.grace:
+                prev = self._period_of(period - dt.timedelta(days=1))
+                absent_until = self._absent.get(prev)
+                if prev not in self._cache and (absent_until is None or end >= absent_until):
+                    return False
+        return True
+
     def existing(self) -> list[tuple[dt.date, bytes]]:
         """Every key of this kind still in the store (for data-subject requests)."""
         rows = self._store.query(

@@ -102,5 +102,6 @@ def build_pipeline(
             *(extra or []),
         ],
         previous=identity.previous,
+        in_memory=identity.in_memory,
         redactions=redactions,
     )

@@ -12,6 +12,7 @@ computed, so the writer can continue a session that spans midnight (`Accepted.pr
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 from ingest.devices import DeviceKeys, device_hash
 from ingest.event import Event
@@ -54,6 +55,23 @@ class Identity:
             event.visitor_id = visitor_hash(salt, hit.domain, _ip_text(hit.ip), hit.user_agent)
             event.visitor_kind = "cookieless"
         return None
+
+    def in_memory(self, hits: Iterable[Hit]) -> bool:
+        """Whether `step` and `previous` need no store call for any of `hits`."""
+        start = end = None
+        devices = False
+        for hit in hits:
+            at = hit.received_at
+            if start is None or at < start:
+                start = at
+            if end is None or at > end:
+                end = at
+            devices = devices or bool(hit.device_id)
+        if start is None or end is None:
+            return True
+        if not self.salts.in_memory(start, end):
+            return False
+        return self.devices is None or self.devices.in_memory(start, end, key=devices)
 
     def previous(self, hit: Hit, event: Event) -> int:
         """The hash under the previous period's key while a spanning session may be open."""

@@ -210,8 +210,10 @@ class OutageStore:
         self.inner = store
         self.url = store.url
         self.down = False
+        self.calls = 0
 
     def _check(self) -> None:
+        self.calls += 1
         if self.down:
             raise StoreUnavailable("the store is down (test)")
 
@@ -257,3 +259,38 @@ def test_store_outage_defers_to_a_salt_another_collector_made(store: Store) -> N
     assert keeper.key(NOON) != existing
     flaky.down = False
     assert keeper.key(NOON + dt.timedelta(seconds=11)) == existing
+
+
+def test_keeper_says_when_it_answers_without_the_store(store: Store) -> None:
+    """The collector runs the pipeline on its event loop only when `in_memory` is true: then
+    `maintain`, `key` and `previous` must make no store call at all."""
+    counting = OutageStore(store)
+    keeper = SaltKeeper(counting, grace=GRACE)  # type: ignore[arg-type]
+    midnight = dt.datetime(2026, 3, 15, tzinfo=dt.UTC)
+    seconds = dt.timedelta(seconds=1)
+    times = [NOON, NOON + 5 * seconds, NOON + 11 * seconds, NOON + 12 * seconds]
+    times += [midnight - seconds, midnight, midnight + 5 * seconds, midnight + 20 * seconds]
+    times += [midnight + GRACE - seconds, midnight + GRACE, midnight + GRACE + seconds]
+    answered_from_memory = 0
+    for at in times:
+        expected = keeper.in_memory(at, at)
+        before = counting.calls
+        keeper.maintain(at)
+        keeper.key(at)
+        keeper.previous(at)
+        if expected:
+            answered_from_memory += 1
+            assert counting.calls == before, f"in_memory at {at} but the store was called"
+        assert keeper.in_memory(at, at), f"still not in memory after a pass at {at}"
+    # the first use, the recheck 10 s after creating, midnight, the destruction after the grace
+    assert 0 < answered_from_memory < len(times)
+    # Another worker, started just after midnight, has the day's salt but has not yet looked up
+    # yesterday's, which `previous` needs during the grace period.
+    fresh = SaltKeeper(store, grace=GRACE)
+    fresh.maintain(midnight + seconds)
+    fresh.key(midnight + seconds)
+    assert not fresh.in_memory(midnight + seconds, midnight + seconds)
+    fresh.previous(midnight + seconds)
+    assert fresh.in_memory(midnight + seconds, midnight + seconds)
+    # A span that crosses midnight needs both days' keys.
+    assert not fresh.in_memory(midnight - seconds, midnight + seconds)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,40 @@ def test_a_full_spool_refuses_requests_with_events_and_keeps_none_of_them(
     assert ingestor.spool.rejected == 1
     ingestor.spool.close()
     assert len(spooled(tmp_path)) == 3
+
+
+def test_a_group_whose_pipeline_may_wait_on_the_store_runs_off_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    """Around midnight the salts come from the store, which may be slow: the loop (which also
+    serves /healthz and the dashboards) must go on meanwhile. Other groups run on the loop."""
+    released = threading.Event()
+    threads: dict[str, int] = {}
+
+    def salted(hit: Hit, event: Event) -> str | None:
+        threads[hit.url] = threading.get_ident()
+        if hit.url.endswith("/midnight"):
+            # Stands for a store call; only the loop below can end it before the timeout.
+            assert released.wait(timeout=10), "the event loop was blocked by the store call"
+        return path_only(hit, event)
+
+    def in_memory(hits: Iterable[Hit]) -> bool:
+        return not any(h.url.endswith("/midnight") for h in hits)
+
+    pipeline = Pipeline([("site", known_site), ("salt", salted)], in_memory=in_memory)
+    ingestor = Ingestor(pipeline, SpoolWriter(tmp_path, "w0"))
+
+    async def main() -> list[list[str | None]]:
+        slow = asyncio.ensure_future(ingestor.submit([hit(1, page="/midnight")]))
+        await asyncio.sleep(0.05)
+        released.set()  # the loop is free while the slow group runs
+        later = await ingestor.submit([hit(2)])
+        first = await slow
+        await ingestor.close()
+        return [first, later]
+
+    assert asyncio.run(main()) == [[None], [None]]
+    loop_thread = threading.get_ident()
+    assert threads["https://example.com/midnight"] != loop_thread
+    assert threads["https://example.com/p2"] == loop_thread
+    assert sorted(spooled(tmp_path)) == ["/midnight", "/p2"]
