@@ -101,8 +101,9 @@ class Ingestor:
             # After the requests already read in this turn of the loop: they join the group.
             self._scheduled = True
             loop.call_soon(self._take)
-        # Shielded: a client that disconnects does not cancel the commit of others' events.
-        return await asyncio.shield(waiter)
+        # Not shielded (a shield costs ~2 % of a saturated worker): cancelling this request
+        # cancels only its waiter. The group's commit, this request's events included, goes on.
+        return await waiter
 
     def _take(self) -> None:
         """Process the pending requests as one group."""

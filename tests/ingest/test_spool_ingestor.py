@@ -154,3 +154,21 @@ def test_a_group_whose_pipeline_may_wait_on_the_store_runs_off_the_event_loop(
     assert threads["https://example.com/midnight"] != loop_thread
     assert threads["https://example.com/p2"] == loop_thread
     assert sorted(spooled(tmp_path)) == ["/midnight", "/p2"]
+
+
+def test_a_cancelled_request_does_not_stop_its_group(tmp_path: Path) -> None:
+    ingestor = make(tmp_path)
+
+    async def main() -> list[object]:
+        tasks = [asyncio.ensure_future(ingestor.submit([hit(n)])) for n in range(3)]
+        await asyncio.sleep(0)  # all three are waiting for their group's commit
+        tasks[1].cancel()  # e.g. the server stops while the client waits
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await ingestor.close()
+        return list(results)
+
+    first, cancelled, last = asyncio.run(main())
+    assert first == [None] and last == [None]
+    assert isinstance(cancelled, asyncio.CancelledError)
+    # Handed on before it was cancelled, its event is committed with the others (at least once).
+    assert sorted(spooled(tmp_path)) == ["/p0", "/p1", "/p2"]
