@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+import orjson
 
 
 class PayloadError(ValueError):
@@ -27,6 +30,7 @@ MAX_DOMAIN = 253
 MAX_DEVICE_ID = 256
 MAX_ENGAGEMENT_MS = 2**31
 MAX_SCROLL_INPUT = 1000
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +174,16 @@ def _version(value: Any) -> str:
     return _string(str(value), "v")[:20]
 
 
-def parse_payload(raw: bytes) -> Payload:
+def _json(raw: bytes) -> Any:
+    # orjson is ~3x faster than the standard library. It accepts only strict JSON (no NaN, no
+    # lone surrogates), on which both agree, except that it reads an integer beyond 64 bits
+    # as a float: a body with 19 digits in a row takes the slow path, as does anything orjson
+    # rejects (the slow path's errors name what is wrong).
+    if _LONG_NUMBER.search(raw) is None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -182,6 +195,11 @@ def parse_payload(raw: bytes) -> Payload:
     except ValueError as exc:
         reason = str(exc.args[0] if exc.args else exc).split(":")[0][:80]
         raise PayloadError(f"the body is not valid JSON: {reason}") from None
+    return body
+
+
+def parse_payload(raw: bytes) -> Payload:
+    body = _json(raw)
     if not isinstance(body, dict):
         raise PayloadError("the body must be a JSON object")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.payload import PayloadError, parse_payload
+from collector.payload import PayloadError, _json, parse_payload
 
 BASE = {"u": "https://example.com/a", "d": "example.com"}
 
@@ -237,3 +238,29 @@ def test_fuzz_json_objects_parse_or_name_the_problem(body: dict[str, Any]) -> No
         assert "\x00" not in text
     assert len(p.props) <= 30
     assert p.scroll_depth is None or 0 <= p.scroll_depth <= 100
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.builds(
+        lambda v, a: json.dumps(v, ensure_ascii=a).encode("utf-8", "surrogatepass"),
+        json_values,
+        st.booleans(),
+    )
+    | st.binary(max_size=100)
+)
+def test_the_fast_json_path_reads_every_body_as_the_standard_library_does(raw: bytes) -> None:
+    """orjson parses the body when it can; the standard library is the reference."""
+    raw = raw.replace(b"7", b"18446744073709551617")  # beyond 64 bits, where they differ
+    try:
+        expected: Any = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        expected = "an error"
+    try:
+        got: Any = _json(raw)
+    except PayloadError:
+        got = "an error"
+    if isinstance(expected, float) and math.isnan(expected):
+        assert isinstance(got, float) and math.isnan(got)
+    else:
+        assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
