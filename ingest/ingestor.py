@@ -97,13 +97,16 @@ class Ingestor:
         loop = asyncio.get_running_loop()
         waiter: Waiter = loop.create_future()
         self._pending.append((hits, waiter))
+        self._schedule(loop)
+        # Not shielded (a shield costs ~2 % of a saturated worker): cancelling this request
+        # cancels only its waiter. The group's commit, this request's events included, goes on.
+        return await waiter
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._scheduled:
             # After the requests already read in this turn of the loop: they join the group.
             self._scheduled = True
             loop.call_soon(self._take)
-        # Not shielded (a shield costs ~2 % of a saturated worker): cancelling this request
-        # cancels only its waiter. The group's commit, this request's events included, goes on.
-        return await waiter
 
     def _take(self) -> None:
         """Process the pending requests as one group."""
@@ -130,9 +133,8 @@ class Ingestor:
             _fail([w for _, w in batch], exc)
         else:
             self._commit_group(batch, prepared)
-        if self._pending and not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._take)
+        if self._pending:
+            self._schedule(loop)
 
     def _commit_group(self, batch: list[tuple[Sequence[Hit], Waiter]], prepared: Prepared) -> None:
         """Answer the dropped and the failed requests; commit the others' records."""
@@ -179,9 +181,8 @@ class Ingestor:
             if tasks:
                 await asyncio.wait(tasks)
             else:
-                await asyncio.sleep(0)  # lets a due `_take` run
-                if self._pending and not self._scheduled:
-                    self._take()
+                self._schedule(asyncio.get_running_loop())
+                await asyncio.sleep(0)  # lets the `_take` run
         await asyncio.get_running_loop().run_in_executor(self._io, self.spool.close)
         self._io.shutdown(wait=True)
 

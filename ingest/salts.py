@@ -77,6 +77,10 @@ class _Cached:
     recheck_at: dt.datetime | None  # set when this process created the key, or is provisional
     provisional: bool = False  # made in memory while the store was unreachable
 
+    def current(self, at: dt.datetime) -> bool:
+        """Whether the value may be used at `at` without asking the store again."""
+        return self.recheck_at is None or at < self.recheck_at
+
 
 class KeyRing:
     """Get-or-create the key of a period; find the previous one; destroy expired ones."""
@@ -120,14 +124,14 @@ class KeyRing:
         """
         period = self.period_of(at)
         cached = self._cache.get(period)
-        if cached is not None and (cached.recheck_at is None or at < cached.recheck_at):
+        if cached is not None and cached.current(at):
             return cached.value
         with self._lock:
             cached = self._cache.get(period)
             if cached is None:
                 self._forget_expired(at)
                 cached = self._settle(period, at, None)
-            elif cached.recheck_at is not None and at >= cached.recheck_at:
+            elif not cached.current(at):
                 cached = self._settle(period, at, cached)
             self._cache[period] = cached
             return cached.value
@@ -157,15 +161,13 @@ class KeyRing:
 
         Never creates a key: a previous key nobody made has no sessions to continue.
         """
-        period = self.period_of(at)
-        if at - _midnight(period) >= self.grace:
+        prev = self._spanned(at)
+        if prev is None:
             return None
-        prev = self._period_of(period - dt.timedelta(days=1))
         cached = self._cache.get(prev)
         if cached is not None:
             return cached.value
-        absent_until = self._absent.get(prev)
-        if absent_until is not None and at < absent_until:
+        if self._known_absent(prev, at):
             return None
         with self._lock:
             if prev not in self._cache:
@@ -187,21 +189,30 @@ class KeyRing:
         first beacon of a day, a recheck, a destruction) would stall every request of the
         worker for as long as the store takes to answer.
         """
-        if self._next_maintenance is None or end >= self._next_maintenance:
+        if not self._maintained(end):
             return False
         if not key:
             return True
         for at in (start, end):
-            period = self.period_of(at)
-            cached = self._cache.get(period)
-            if cached is None or (cached.recheck_at is not None and end >= cached.recheck_at):
+            cached = self._cache.get(self.period_of(at))
+            if cached is None or not cached.current(end):
                 return False
-            if at - _midnight(period) < self.grace:
-                prev = self._period_of(period - dt.timedelta(days=1))
-                absent_until = self._absent.get(prev)
-                if prev not in self._cache and (absent_until is None or end >= absent_until):
-                    return False
+            prev = self._spanned(at)
+            if prev is not None and prev not in self._cache and not self._known_absent(prev, end):
+                return False
         return True
+
+    def _spanned(self, at: dt.datetime) -> dt.date | None:
+        """The previous period, while sessions that span its end may still be open at `at`."""
+        period = self.period_of(at)
+        if at - _midnight(period) >= self.grace:
+            return None
+        return self._period_of(period - dt.timedelta(days=1))
+
+    def _known_absent(self, period: dt.date, at: dt.datetime) -> bool:
+        """Whether the store recently had no key for `period` (asked again after RECHECK)."""
+        absent_until = self._absent.get(period)
+        return absent_until is not None and at < absent_until
 
     def existing(self) -> list[tuple[dt.date, bytes]]:
         """Every key of this kind still in the store (for data-subject requests)."""
@@ -318,9 +329,13 @@ class KeyRing:
                 self._log(period, "destroyed", now)
             return expired
 
+    def _maintained(self, now: dt.datetime) -> bool:
+        """Whether nothing is due for destruction before `now`'s next boundary."""
+        return self._next_maintenance is not None and now < self._next_maintenance
+
     def maintain(self, now: dt.datetime) -> None:
         """Destroy expired keys at most once per period boundary; cheap on the hot path."""
-        if self._next_maintenance is not None and now < self._next_maintenance:
+        if self._maintained(now):
             return
         try:
             self.destroy_expired(now)
