@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -30,6 +31,8 @@ from store.base import Store
 
 TICK = 0.1  # seconds between spool ticks (sealing by age, quota scan)
 REPORT_EVERY = 5  # ticks between metrics snapshots
+
+log = logging.getLogger("firstparty.app")
 
 
 def spool_dir(config: Config) -> Path:
@@ -115,8 +118,14 @@ def build_app(
             ticks = 0
             while True:
                 await asyncio.sleep(TICK)
-                await ingestor.tick()
                 ticks += 1
+                try:
+                    await ingestor.tick()
+                except OSError as exc:
+                    # One failed tick (a full disk refusing the rename that seals a segment)
+                    # must not end them all: segments would then seal only when full, and
+                    # events wait in them until they do.
+                    log.warning("spool: sealing by age failed, retrying: %s", exc)
                 if ticks % REPORT_EVERY == 0:
                     await run_in_threadpool(report)
 

@@ -156,6 +156,31 @@ def srv(tmp_path: Path) -> Iterator[Server]:
     server.stop()
 
 
+def test_a_segment_that_cannot_be_sealed_for_a_while_is_sealed_once_it_can(
+    tmp_path: Path,
+) -> None:
+    server = start_server(tmp_path / "srv")
+    try:
+        spool = server.root / "data" / "spool"
+        with httpx.Client() as client:
+            assert post(client, server.url, 1).status_code == 202
+            # A directory where the sealed segment must go: each tick's rename fails, as on
+            # a disk that refuses it.
+            (segment,) = spool.glob("*.open")
+            blocker = segment.with_suffix(SEALED)
+            blocker.mkdir()
+            deadline = time.monotonic() + 10
+            while "sealing by age failed" not in server.output():
+                assert time.monotonic() < deadline, "the failed tick was not reported"
+                time.sleep(0.05)
+            assert post(client, server.url, 2).status_code == 202
+            blocker.rmdir()
+        wait_drained(server.root)
+        assert page_counts(server.root) == {page(1): 1, page(2): 1}
+    finally:
+        server.stop()
+
+
 def test_sigterm_flushes_everything_acknowledged(tmp_path: Path) -> None:
     server = start_server(tmp_path / "srv", workers=2)
     with Load(server.url) as load:
