@@ -356,6 +356,26 @@ class Writer:
             QUARANTINE,
         )
 
+    def _set_aside(self, path: Path, exc: OSError) -> None:
+        """A sealed segment that cannot be read (a disk error, not a file) would stop every
+        batch after it for good: move it to quarantine and go on with the others. No manifest
+        names it yet, so no replay expects it."""
+        quarantine = self.spool_dir / QUARANTINE
+        try:
+            quarantine.mkdir(exist_ok=True)
+            path.rename(quarantine / (path.name + ".unreadable"))
+            fsync_dir(self.spool_dir)
+        except OSError:
+            log.warning("spool: segment %s cannot be read nor moved aside: %s", path.name, exc)
+            return
+        log.warning(
+            "spool: segment %s cannot be read (%s); moved to %s/ so the segments after it "
+            "are not held up; move it back once the cause is fixed to have it inserted",
+            path.name,
+            exc.strerror or type(exc).__name__,
+            QUARANTINE,
+        )
+
     def _finish(self, manifest: Path, segments: list[Path], rows: int | None) -> None:
         for path in segments:
             path.unlink(missing_ok=True)
@@ -406,7 +426,13 @@ class Writer:
         records: list[bytes] = []
         for path in sealed:
             # Repair before the manifest names the segment, so a replay reads the same records.
-            got = self._repair(path)
+            try:
+                got = self._repair(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self._set_aside(path, exc)
+                continue
             if not got:
                 continue
             if chosen and len(records) + len(got) > self.max_rows:

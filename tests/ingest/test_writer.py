@@ -307,6 +307,24 @@ def test_corrupt_segments_keep_good_records(store: Store, tmp_path: Path) -> Non
     assert writer.stats.quarantined_bytes > 0
 
 
+def test_a_segment_that_cannot_be_read_is_set_aside_and_the_rest_stored(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_events(spool_dir, 0, 5)
+    # Named like the first sealed segment, but reading it fails (as a disk error would).
+    unreadable = spool_dir / f"00000000000000000001-w9-000001{SEALED}"
+    unreadable.mkdir()
+    spool_events(spool_dir, 5, 5, worker="w1")
+    writer = make_writer(store, spool_dir)
+    assert writer.drain_once() == 10
+    assert counts(store) == (10, 10, 10)
+    assert not unreadable.exists()
+    assert (spool_dir / QUARANTINE / (unreadable.name + ".unreadable")).is_dir()
+    assert "cannot be read" in caplog.text and "move it back" in caplog.text
+    assert not list(sealed_segments(spool_dir))
+
+
 def test_flush_waits_for_size_or_age(store: Store, tmp_path: Path) -> None:
     spool_dir = tmp_path / "spool"
     spool_events(spool_dir, 0, 10)
