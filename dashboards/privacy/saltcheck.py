@@ -13,7 +13,7 @@ from typing import Any
 
 from dashboards.privacy import patterns
 from dashboards.privacy.model import Check, Context, Status
-from dashboards.privacy.scans import _files, read_text
+from dashboards.privacy.scans import files
 
 MIN_HEX_CHARS = 32  # 128 bits
 MIN_ENTROPY = 3.0  # bits per hex character; random 32-char hex averages about 3.6
@@ -111,7 +111,7 @@ def salts(ctx: Context) -> Check:
         )
 
     # Leaks: the values must appear in no log, spool file or config file.
-    places = {str(p): read_text(p) for _k, p in _files(ctx)}
+    places = {str(path): text for _kind, path, text in files(ctx)}
     if ctx.config_text:
         places[ctx.config.source] = ctx.config_text
     leaks = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,21 +42,38 @@ def _candidates(ctx: Context, table: Table, columns: list[Column]) -> dict[str, 
     return {col.name: list(row[f"c{i}4"]) + list(row[f"c{i}6"]) for i, col in enumerate(columns)}
 
 
-def _files(ctx: Context) -> Iterator[tuple[str, Path]]:
-    if ctx.spool_dir.is_dir():
-        for path in sorted(ctx.spool_dir.rglob("*")):
-            if path.is_file():
-                yield "spool", path
-    seen = set()
-    for path in ctx.log_files:
-        if path.is_file() and path not in seen:
-            seen.add(path)
-            yield "log", path
-    if ctx.config.data_dir.is_dir():
-        for path in sorted(ctx.config.data_dir.rglob("*.log")):
-            if path.is_file() and path not in seen:
-                seen.add(path)
-                yield "log", path
+def files(ctx: Context) -> Iterator[tuple[str, Path, str]]:
+    """(kind, path, text) of the spool files and the log files.
+
+    A live server creates and deletes files while this walks: the writer deletes the spool
+    segments it stored (their events are in the tables, scanned there), the engine its
+    temporary parts. What vanishes before it is read is skipped, not an error.
+    """
+    seen: set[Path] = set()
+    for kind, path in [
+        *(("spool", p) for p in _tree(ctx.spool_dir)),
+        *(("log", p) for p in ctx.log_files),
+        *(("log", p) for p in _tree(ctx.config.data_dir, ".log")),
+    ]:
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            text = read_text(path)
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+        yield kind, path, text
+
+
+def _tree(directory: Path, suffix: str = "") -> list[Path]:
+    """The files under `directory` ending in `suffix`, sorted; os.walk skips a directory that
+    disappears while it walks (Path.rglob raises)."""
+    return sorted(
+        Path(root) / name
+        for root, _dirs, names in os.walk(directory)
+        for name in names
+        if name.endswith(suffix)
+    )
 
 
 def read_text(path: Path) -> str:
@@ -122,10 +140,10 @@ def no_raw_ip(ctx: Context) -> Check:
                     f"{table.name}.{col.name} ({col.base_type}) has {n} row(s) with host bits "
                     f"below /{bits}: raw addresses"
                 )
-    files: dict[str, int] = {"spool": 0, "log": 0}
-    for kind, path in _files(ctx):
-        files[kind] += 1
-        found = patterns.find_ips(read_text(path), policy)
+    scanned_files: dict[str, int] = {"spool": 0, "log": 0}
+    for kind, path, text in files(ctx):
+        scanned_files[kind] += 1
+        found = patterns.find_ips(text, policy)
         hits = [f for f in found if not f.infrastructure]
         ignored += len(found) - len(hits)
         if hits:
@@ -157,7 +175,7 @@ def no_raw_ip(ctx: Context) -> Check:
             "ipv4_prefix": policy.ipv4_prefix,
             "ipv6_prefix": policy.ipv6_prefix,
             "keep_ip_prefix": ctx.config.privacy.keep_ip_prefix,
-            "files_scanned": files,
+            "files_scanned": scanned_files,
             "infrastructure_addresses_ignored": ignored,
         },
         findings=findings,
@@ -248,8 +266,8 @@ def no_raw_identifiers(ctx: Context) -> Check:
                     f"{table.name}.{col.name}: {row['bad']} row(s) are not a plain version number"
                 )
     spool_hits = 0
-    for kind, path in _files(ctx):
-        if kind == "spool" and patterns.USER_AGENT.search(read_text(path)):
+    for kind, path, text in files(ctx):
+        if kind == "spool" and patterns.USER_AGENT.search(text):
             spool_hits += 1
             findings.append(f"user-agent string in spool file {path.name}")
     evidence["spool_files_with_user_agents"] = spool_hits

@@ -7,11 +7,13 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
 
-from dashboards.privacy import report
+from dashboards.privacy import report, scans
 from dashboards.privacy.model import Context
 from firstparty.cli import main
 from firstparty.config import Config, parse
@@ -161,6 +163,37 @@ def test_raw_ip_in_spool_and_log_files_fails(store: Store, clean: Config, tmp_pa
     assert "spool file w0-1.seg" in findings
     assert "log file server.log" in findings
     assert "127.0" not in findings  # the listen address is not a visitor's
+
+
+def test_files_created_and_deleted_meanwhile_do_not_stop_the_file_scan(
+    store: Store, clean: Config
+) -> None:
+    # A live engine creates and removes temporary part directories all the time (and the
+    # writer deletes stored segments): a walk that meets one vanishing goes on.
+    parts = clean.data_dir / "clickhouse" / "store"
+    parts.mkdir(parents=True)
+    (clean.data_dir / "server.log").write_text("hit from 192.0.2.45\n")
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            part = parts / f"tmp_insert_{i}"
+            (part / "a" / "b").mkdir(parents=True)
+            (part / "a" / "b" / "x.log").write_text("x")
+            shutil.rmtree(part)
+            i += 1
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    try:
+        ctx = Context(store, clean, NOW)
+        for _ in range(300):
+            found = {(kind, path.name) for kind, path, _text in scans.files(ctx)}
+            assert ("log", "server.log") in found
+    finally:
+        stop.set()
+        churner.join()
 
 
 def test_unexpired_old_salt_fails(store: Store, clean: Config) -> None:
