@@ -38,7 +38,7 @@ from starlette.applications import Starlette
 from dashboards.rollups import finalize
 from firstparty import metrics
 from firstparty.config import Config
-from firstparty.priority import lower_helper_threads
+from firstparty.priority import PRIORITIES, lower_helper_threads
 from firstparty.worker import WORKER_STOP_BUDGET, bind, run_worker
 from ingest.devices import DeviceKeys
 from ingest.salts import SaltKeeper
@@ -168,7 +168,9 @@ async def _start_admin(
     return admin, task
 
 
-async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> None:
+async def _serve(
+    config: Config, store: Store, writer: Writer, owner: bool, idle: bool = False
+) -> None:
     admin: _AdminServer | None = None
     admin_task: asyncio.Task[None] | None = None
     if owner:
@@ -245,7 +247,7 @@ async def _serve(config: Config, store: Store, writer: Writer, owner: bool) -> N
             if time.monotonic() - last_report >= REPORT_INTERVAL:
                 last_report = time.monotonic()
                 await asyncio.to_thread(report_writer, config, writer)
-                lower_helper_threads()
+                lower_helper_threads(idle=idle)
             if keys is not None and time.monotonic() - last_maintenance >= KEY_MAINTENANCE_INTERVAL:
                 last_maintenance = time.monotonic()
                 await asyncio.to_thread(keys.maintain, dt.datetime.now(dt.UTC))
@@ -366,6 +368,18 @@ def _seconds_from_env(name: str, default: float) -> float:
     return value
 
 
+def _engine_priority_from_env() -> bool:
+    """FIRSTPARTY_ENGINE_PRIORITY (see docs/operations.md): whether the server's helper threads
+    run in the SCHED_IDLE class (`idle`) rather than at niceness 10 (`nice`, the default)."""
+    name = "FIRSTPARTY_ENGINE_PRIORITY"
+    value = os.environ.get(name, "nice").strip().lower()
+    if value not in PRIORITIES:
+        raise SystemExit(
+            f"firstparty: {name} must be one of {', '.join(PRIORITIES)}, not {value!r}"
+        )
+    return value == "idle"
+
+
 def _open_store(config: Config) -> tuple[Store, bool]:
     """The store and whether this process owns it (else it joins the server that does)."""
     target = parse_store_url(config.store)
@@ -378,6 +392,7 @@ def serve(config: Config) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    idle = _engine_priority_from_env()
     with hold_data_dir(config.data_dir):
         store, owner = _open_store(config)
         try:
@@ -416,7 +431,7 @@ def serve(config: Config) -> int:
         report_writer(config, writer)
         writer.start()
         try:
-            asyncio.run(_serve(config, store, writer, owner))
+            asyncio.run(_serve(config, store, writer, owner, idle=idle))
         except KeyboardInterrupt:
             pass
         finally:

@@ -8,6 +8,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -443,6 +445,48 @@ def test_the_server_yields_the_cpu_to_its_workers(srv: Server) -> None:
     assert threads[pid] == 0
     for worker in child_pids(pid):
         assert niceness(worker, worker) == 0
+
+
+def policy(pid: int, tid: int) -> int:
+    fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[38])  # field 41 of proc(5): the scheduling policy
+
+
+def test_the_engine_can_run_only_on_cpu_time_nobody_else_wants(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "srv", extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"})
+    try:
+        with httpx.Client() as client:
+            assert post(client, server.url, 1).status_code == 202
+        wait_drained(server.root)
+        assert page_counts(server.root) == {page(1): 1}
+        pid = server.process.pid
+        deadline = time.monotonic() + 10
+        while True:
+            tids = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+            helpers = {tid: policy(pid, tid) for tid in tids if tid != pid}
+            if helpers and all(p == os.SCHED_IDLE for p in helpers.values()):
+                break
+            assert time.monotonic() < deadline, f"helper threads not idle-class: {helpers}"
+            time.sleep(0.1)
+        assert policy(pid, pid) == os.SCHED_OTHER
+        for worker in child_pids(pid):
+            assert policy(worker, worker) == os.SCHED_OTHER
+    finally:
+        server.stop()
+
+
+def test_an_unknown_engine_priority_is_refused_before_start(tmp_path: Path) -> None:
+    server_env = {**os.environ, "FIRSTPARTY_ENGINE_PRIORITY": "realtime"}
+    run = subprocess.run(
+        [sys.executable, "-m", "firstparty", "serve", "--port", "0"],
+        cwd=tmp_path,
+        env=server_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode != 0
+    assert "FIRSTPARTY_ENGINE_PRIORITY must be one of nice, idle, not 'realtime'" in run.stderr
 
 
 def test_workers_leave_pyarrow_and_the_engine_to_the_server(srv: Server) -> None:
