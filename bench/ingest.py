@@ -368,7 +368,9 @@ def worker_pids(pid: int) -> list[int]:
     return out
 
 
-def start_full(root: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+def start_full(
+    root: Path, workers: int, engine_priority: str = "nice"
+) -> tuple[subprocess.Popen[bytes], int]:
     root.mkdir(parents=True, exist_ok=True)
     (root / "firstparty.toml").write_text(SITE_CONFIG)
     port = free_port()
@@ -379,6 +381,7 @@ def start_full(root: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
             "FIRSTPARTY_STORE": f"chdb://{root / 'data' / 'clickhouse'}",
             "FIRSTPARTY_SERVER_DATA_DIR": str(root / "data"),
             "FIRSTPARTY_SERVER_SPOOL_QUOTA_MB": "20000",
+            "FIRSTPARTY_ENGINE_PRIORITY": engine_priority,
         }
     )
     cmd = [sys.executable, "-m", "firstparty", "serve", "--port", str(port)]
@@ -615,14 +618,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_average_at_start": os.getloadavg()[0],
         "seconds": args.seconds,
         "connections": args.connections,
+        "engine_priority": args.engine_priority,
         "fsync": fsync_latency(base),
     }
     try:
         for workers in (1, 2):
             for kind in ("bare", "full"):
                 root = base / f"{kind}{workers}"
-                start = start_full if kind == "full" else start_bare
-                proc, port = start(root, workers)
+                if kind == "full":
+                    proc, port = start_full(root, workers, args.engine_priority)
+                else:
+                    proc, port = start_bare(root, workers)
                 try:
                     warm_up(port, workers)
                     if kind == "full":
@@ -688,7 +694,8 @@ def report(r: dict[str, Any]) -> str:
     lines = [
         f"Ingest benchmark, {r['date']}, {r['cpus']} CPUs "
         f"(load average {r['load_average_at_start']:.1f} at start), "
-        f"{r['seconds']} s per measurement, {r['connections']} connections; "
+        f"{r['seconds']} s per measurement, {r['connections']} connections, "
+        f"FIRSTPARTY_ENGINE_PRIORITY={r.get('engine_priority', 'nice')}; "
         f"disk fsync p50 {r['fsync']['p50_ms']:.2f} ms, p99 {r['fsync']['p99_ms']:.2f} ms",
         "",
         "| server | workers | events/s | p50 ms | p99 ms | worker RSS MB (before -> after) |",
@@ -762,6 +769,12 @@ def main(argv: list[str] | None = None) -> int:
         "--writer-store",
         help="also time the writer (visits of ~4) into a copy of this embedded store, e.g. "
         "a dashboard benchmark's /tmp/fp-bench-dashboard/100000000: the writer at a real size",
+    )
+    p.add_argument(
+        "--engine-priority",
+        choices=("nice", "idle"),
+        default="nice",
+        help="FIRSTPARTY_ENGINE_PRIORITY of the full servers (docs/operations.md)",
     )
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--profile", action="store_true", help="profile the per-beacon work instead")
