@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +64,25 @@ def store(request: pytest.FixtureRequest, engine_dir: Path) -> Iterator[Store]:
     s.close()
 
 
+def firstparty(
+    *args: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    stdin: str | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run the `firstparty` command as an operator would, in `cwd` with exactly `env`."""
+    return subprocess.run(
+        [sys.executable, "-m", "firstparty", *args],
+        cwd=cwd,
+        env=dict(env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @dataclass
 class Server:
     url: str
@@ -74,14 +93,7 @@ class Server:
     log: Path
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "firstparty", *args],
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return firstparty(*args, cwd=self.root, env=self.env)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dashboards.users import UserError, add_user, check_password, get_user, list_users, remove_user
 from store.base import Store
+from tests.conftest import firstparty
 
 
 def test_passwords_are_stored_as_argon2id_only(store: Store) -> None:
@@ -42,20 +42,13 @@ def test_roles_and_validation(store: Store) -> None:
 
 
 def _cli(root: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "firstparty", *args],
-        cwd=root,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "FIRSTPARTY_CONFIG": str(root / "firstparty.toml"),
-            "FIRSTPARTY_STORE": f"chdb://{root / 'data' / 'clickhouse'}",
-            "FIRSTPARTY_SERVER_DATA_DIR": str(root / "data"),
-        },
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "FIRSTPARTY_CONFIG": str(root / "firstparty.toml"),
+        "FIRSTPARTY_STORE": f"chdb://{root / 'data' / 'clickhouse'}",
+        "FIRSTPARTY_SERVER_DATA_DIR": str(root / "data"),
+    }
+    return firstparty(*args, cwd=root, env=env, stdin=stdin)
 
 
 def test_users_and_shares_cli(tmp_path: Path) -> None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import Server
+from tests.conftest import Server, firstparty
 
 
 def run(
@@ -15,14 +14,7 @@ def run(
     import os
 
     base = {k: v for k, v in os.environ.items() if not k.startswith("FIRSTPARTY_")}
-    return subprocess.run(
-        [sys.executable, "-m", "firstparty", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        timeout=120,
-    )
+    return firstparty(*args, cwd=cwd, env={**base, **(env or {})})
 
 
 def test_help_lists_every_command(tmp_path: Path) -> None:

@@ -8,8 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ from ingest.event import Event
 from ingest.spool import SEALED, encode
 from ingest.writer import FAULT_FILE
 from store.remote import RemoteStore, socket_path
-from tests.conftest import SITE_CONFIG, Server, start_server
+from tests.conftest import SITE_CONFIG, Server, firstparty, start_server
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -476,15 +474,8 @@ def test_the_engine_can_run_only_on_cpu_time_nobody_else_wants(tmp_path: Path) -
 
 
 def test_an_unknown_engine_priority_is_refused_before_start(tmp_path: Path) -> None:
-    server_env = {**os.environ, "FIRSTPARTY_ENGINE_PRIORITY": "realtime"}
-    run = subprocess.run(
-        [sys.executable, "-m", "firstparty", "serve", "--port", "0"],
-        cwd=tmp_path,
-        env=server_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = {**os.environ, "FIRSTPARTY_ENGINE_PRIORITY": "realtime"}
+    run = firstparty("serve", "--port", "0", cwd=tmp_path, env=env)
     assert run.returncode != 0
     assert "FIRSTPARTY_ENGINE_PRIORITY must be one of nice, idle, not 'realtime'" in run.stderr
 

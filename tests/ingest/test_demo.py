@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 from dashboards.query import parse_query, run_query
 from firstparty.config import parse
 from ingest.demo import generate
 from store.base import Store
+from tests.conftest import firstparty
 
 CONFIG = '[[site]]\ndomain = "example.com"\n'
 
@@ -57,34 +56,14 @@ def test_demo_data_command_prints_progress_and_works_without_a_server(tmp_path: 
     (tmp_path / "firstparty.toml").write_text(CONFIG + f'[server]\ndata_dir = "{tmp_path}/data"\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIRSTPARTY_")}
     env["FIRSTPARTY_STORE"] = f"chdb://{tmp_path}/data/clickhouse"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "firstparty",
-            "demo-data",
-            "--site",
-            "example.com",
-            "--days",
-            "2",
-            "--events",
-            "300",
-        ],
+    run = firstparty(
+        *("demo-data", "--site", "example.com", "--days", "2", "--events", "300"),
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
     assert "300/300 events" in run.stderr
     assert "Stored" in run.stdout
-    unknown = subprocess.run(
-        [sys.executable, "-m", "firstparty", "demo-data", "--site", "nope.example"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    unknown = firstparty("demo-data", "--site", "nope.example", cwd=tmp_path, env=env)
     assert unknown.returncode == 2 and "not a configured site" in unknown.stderr

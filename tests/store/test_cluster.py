@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from firstparty.server import schema_values
 from store import schema as schema_mod
 from store.base import Store
 from store.cluster import ClusterSchemaError, cluster_statements, split_top_level
+from tests.conftest import firstparty
 
 CLUSTER = "analytics"
 DATABASE = "firstparty"
@@ -276,14 +276,7 @@ def test_statements_without_a_cluster_form_are_refused() -> None:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "firstparty", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)},
-    )
+    return firstparty(*args, cwd=cwd, env={"PATH": "/usr/bin:/bin", "HOME": str(cwd)})
 
 
 def test_the_cli_prints_the_cluster_ddl(tmp_path: Path) -> None:
