@@ -44,6 +44,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from firstparty.priority import PRIORITIES
+
 USER_AGENTS = (
     # Desktop
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -232,7 +234,7 @@ async def _open_loop(
     for _ in tasks:
         queue.put_nowait((-1, 0.0))
     await asyncio.gather(*tasks)
-    bursts = _tail_in_bursts(dues, latencies)
+    bursts = _tail_in_bursts(dues, latencies)  # first: `_summary` sorts `latencies` in place
     return {**_summary(latencies, statuses, time.perf_counter() - start), **bursts}
 
 
@@ -772,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--engine-priority",
-        choices=("nice", "idle"),
+        choices=PRIORITIES,
         default="nice",
         help="FIRSTPARTY_ENGINE_PRIORITY of the full servers (docs/operations.md)",
     )

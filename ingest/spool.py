@@ -155,6 +155,14 @@ def write_atomic(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
+def quarantined(directory: Path, name: str) -> Path:
+    """Where `name` goes in the spool `directory`'s quarantine (made if missing): spool bytes
+    set aside for a person to inspect, never read again by the writer."""
+    quarantine = directory / QUARANTINE
+    quarantine.mkdir(exist_ok=True)
+    return quarantine / name
+
+
 def repair_segment(path: Path) -> ReadResult:
     """Read a sealed segment; quarantine its bad bytes and rewrite it with the good records.
 
@@ -165,10 +173,8 @@ def repair_segment(path: Path) -> ReadResult:
     result = parse_segment(data)
     if not result.bad_bytes:
         return result
-    quarantine = path.parent / QUARANTINE
-    quarantine.mkdir(exist_ok=True)
     bad = b"".join(data[s:e] for s, e in result.bad_ranges)
-    write_atomic(quarantine / (path.name + ".bad"), bad)
+    write_atomic(quarantined(path.parent, path.name + ".bad"), bad)
     good = b"".join(HEADER.pack(len(r), zlib.crc32(r)) + r for r in result.records)
     if good:
         write_atomic(path, good)

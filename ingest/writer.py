@@ -40,6 +40,7 @@ from ingest.spool import (
     QUARANTINE,
     decode,
     fsync_dir,
+    quarantined,
     repair_segment,
     seal_orphans,
     sealed_segments,
@@ -345,9 +346,7 @@ class Writer:
     def _quarantine_records(self, token: str, records: list[bytes]) -> None:
         # Checksums held but the records do not decode (e.g. written by an incompatible
         # version): set them aside rather than retry a batch that can never succeed.
-        quarantine = self.spool_dir / QUARANTINE
-        quarantine.mkdir(exist_ok=True)
-        write_atomic(quarantine / f"{token}.undecodable", b"\n".join(records))
+        write_atomic(quarantined(self.spool_dir, f"{token}.undecodable"), b"\n".join(records))
         self.stats.quarantined_bytes += sum(len(r) for r in records)
         log.warning(
             "spool: %d record(s) of batch %s do not decode; moved to %s/",
@@ -360,10 +359,8 @@ class Writer:
         """A sealed segment that cannot be read (a disk error, not a file) would stop every
         batch after it for good: move it to quarantine and go on with the others. No manifest
         names it yet, so no replay expects it."""
-        quarantine = self.spool_dir / QUARANTINE
         try:
-            quarantine.mkdir(exist_ok=True)
-            path.rename(quarantine / (path.name + ".unreadable"))
+            path.rename(quarantined(self.spool_dir, path.name + ".unreadable"))
             fsync_dir(self.spool_dir)
         except OSError:
             log.warning("spool: segment %s cannot be read nor moved aside: %s", path.name, exc)
