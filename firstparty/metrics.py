@@ -104,6 +104,9 @@ GAUGES = {
     "firstparty_oldest_unflushed_event_age_seconds": "Age of the oldest event not yet stored.",
     "firstparty_writer_healthy": "1 when the writer's last insert attempt succeeded.",
     "firstparty_writer_consecutive_errors": "Insert attempts failed in a row.",
+    "firstparty_writer_catching_up": (
+        "1 while the HTTP workers leave a CPU to a writer that fell behind (engine priority idle)."
+    ),
     "firstparty_workers": "HTTP worker processes reporting metrics recently.",
 }
 HISTOGRAMS = {

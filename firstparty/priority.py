@@ -12,9 +12,10 @@ server calls `lower_helper_threads` periodically.
 `idle` (opt-in, `FIRSTPARTY_ENGINE_PRIORITY=idle`) puts those threads in the `SCHED_IDLE`
 class instead: they run only on a CPU nothing else wants. At 5,000 beacons/s on 2 cores that
 took p99 from 24-29 ms to 10.3-10.8 ms (docs/benchmarks.md, 2026-12-05). The price: when the
-workers saturate every CPU, the writer stores almost nothing (28k of 226k accepted events over
-15 s) and the spool grows until its quota answers 503; and no unprivileged process can take a
-thread out of that class again, so it cannot catch up by itself while the load lasts.
+workers saturate every CPU the writer gets almost no CPU time (28k of 226k accepted events
+stored over 15 s), and no unprivileged process can take a thread out of that class again. So
+while the writer is behind, the workers leave it a CPU (`firstparty/catchup.py`); other
+programs that keep every CPU busy still starve it, and with one CPU `idle` falls back to `nice`.
 """
 
 from __future__ import annotations

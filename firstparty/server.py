@@ -27,7 +27,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import IO, Any
@@ -37,6 +37,7 @@ from starlette.applications import Starlette
 
 from dashboards.rollups import finalize
 from firstparty import metrics
+from firstparty.catchup import CatchUp, allowed_cpus
 from firstparty.config import Config
 from firstparty.priority import PRIORITIES, lower_helper_threads
 from firstparty.worker import WORKER_STOP_BUDGET, bind, run_worker
@@ -107,6 +108,7 @@ def writer_snapshot(writer: Writer) -> dict[str, Any]:
         **writer.spool_usage(),
         "firstparty_writer_healthy": 0.0 if stats.consecutive_errors else 1.0,
         "firstparty_writer_consecutive_errors": stats.consecutive_errors,
+        "firstparty_writer_catching_up": 0.0,
     }
     return {
         "state": writer.state,
@@ -137,11 +139,23 @@ _WRITER_HISTOGRAMS = {
 }
 
 
-def report_writer(config: Config, writer: Writer) -> None:
-    try:
-        metrics.write_snapshot(
-            metrics.metrics_dir(config.data_dir), metrics.WRITER, writer_snapshot(writer)
+def report_writer(
+    config: Config, writer: Writer, catch_up: CatchUp | None = None, workers: Sequence[int] = ()
+) -> None:
+    """Write the writer's metrics snapshot; with `catch_up`, place the workers by its backlog."""
+    snapshot = writer_snapshot(writer)
+    gauges = snapshot["gauges"]
+    if catch_up is not None:
+        change = catch_up.update(
+            gauges["firstparty_oldest_unflushed_event_age_seconds"],
+            healthy=gauges["firstparty_writer_healthy"] == 1.0,
+            workers=workers,
         )
+        if change is not None:
+            log.log(logging.WARNING if catch_up.active else logging.INFO, "%s", change)
+        gauges["firstparty_writer_catching_up"] = 1.0 if catch_up.active else 0.0
+    try:
+        metrics.write_snapshot(metrics.metrics_dir(config.data_dir), metrics.WRITER, snapshot)
     except OSError as exc:  # a full disk must not stop the server; /healthz turns stale
         log.warning("cannot write the writer's metrics: %s", exc)
 
@@ -219,6 +233,13 @@ async def _serve(
         flush=True,
     )
     last_report = 0.0
+    # In the idle class the writer cannot take CPU time from the workers; they leave it a CPU
+    # when it falls behind (firstparty/catchup.py). Its own batching wait is not falling behind.
+    catch_up = (
+        CatchUp(start_after=writer.max_wait + 2.0, stop_below=max(1.0, writer.max_wait))
+        if idle
+        else None
+    )
     folding = asyncio.create_task(fold_closed_days(config, store, stopping)) if owner else None
     try:
         while not stopping.is_set():
@@ -246,7 +267,11 @@ async def _serve(
                 started_at[i] = time.monotonic()
             if time.monotonic() - last_report >= REPORT_INTERVAL:
                 last_report = time.monotonic()
-                await asyncio.to_thread(report_writer, config, writer)
+                # On this thread, which keeps the default priority (a directory scan and a
+                # small file): in the idle class a helper thread may get no CPU at all until
+                # the workers leave it one.
+                pids = [proc.pid for proc in workers if proc.pid is not None]
+                report_writer(config, writer, catch_up, pids)
                 lower_helper_threads(idle=idle)
             if keys is not None and time.monotonic() - last_maintenance >= KEY_MAINTENANCE_INTERVAL:
                 last_maintenance = time.monotonic()
@@ -377,6 +402,15 @@ def _engine_priority_from_env() -> bool:
         raise SystemExit(
             f"firstparty: {name} must be one of {', '.join(PRIORITIES)}, not {value!r}"
         )
+    if value == "idle" and len(allowed_cpus()) < 2:
+        # With one CPU there is none to leave to a writer that falls behind (catchup.py).
+        print(
+            f"firstparty: {name}=idle needs 2 CPUs or more and this server may use 1; "
+            "running the engine at niceness 10 instead (`nice`)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
     return value == "idle"
 
 

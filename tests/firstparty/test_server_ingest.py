@@ -8,14 +8,17 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from firstparty.catchup import allowed_cpus, threads_of
 from ingest.event import Event
 from ingest.spool import SEALED, encode
 from ingest.writer import FAULT_FILE
@@ -26,6 +29,8 @@ CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/131.0.0.0 Safari/537.36"
 )
+CPUS = allowed_cpus()
+needs_two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs 2 CPUs or more")
 BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 
@@ -469,6 +474,111 @@ def test_the_engine_can_run_only_on_cpu_time_nobody_else_wants(tmp_path: Path) -
         assert policy(pid, pid) == os.SCHED_OTHER
         for worker in child_pids(pid):
             assert policy(worker, worker) == os.SCHED_OTHER
+    finally:
+        server.stop()
+
+
+def placements(pid: int) -> set[frozenset[int]]:
+    """The CPU sets that the threads of a server's HTTP workers may run on."""
+    workers = child_pids(pid)
+    assert workers
+    return {frozenset(os.sched_getaffinity(t)) for w in workers for t in threads_of(w)}
+
+
+def wait_idle_class(server: Server) -> None:
+    pid = server.process.pid
+    deadline = time.monotonic() + 10
+    while True:
+        helpers = {t: policy(pid, t) for t in threads_of(pid) if t != pid}
+        if helpers and all(p == os.SCHED_IDLE for p in helpers.values()):
+            return
+        assert time.monotonic() < deadline, f"helper threads not idle-class: {helpers}"
+        time.sleep(0.1)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting: {what}"
+        time.sleep(0.1)
+
+
+@needs_two_cpus
+def test_workers_leave_a_starved_writer_a_cpu_until_it_has_caught_up(tmp_path: Path) -> None:
+    # Busy processes at the default priority take every CPU, so the idle-class writer gets
+    # none and its backlog ages: the workers then leave it one CPU, and take it back once the
+    # event is stored. (The busy processes are not workers, so here the writer stays behind
+    # until they end: what the log and the gauge say is what is tested.)
+    server = start_server(
+        tmp_path / "srv", workers=2, extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"}
+    )
+    busy: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_idle_class(server)
+        pid = server.process.pid
+        assert placements(pid) == {CPUS}
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in CPUS]
+        with httpx.Client(timeout=30) as client:
+            assert post(client, server.url, 1).status_code == 202
+            wait_for(lambda: placements(pid) == {CPUS - {max(CPUS)}}, "workers off a CPU")
+            assert f"HTTP workers leave CPU {max(CPUS)} to the writer" in server.output()
+            wait_for(
+                lambda: scrape(server.url).get("firstparty_writer_catching_up") == 1.0,
+                "the catching-up gauge",
+            )
+        for proc in busy:
+            proc.kill()
+        wait_for(lambda: placements(pid) == {CPUS}, "workers back on every CPU")
+        assert "caught up; HTTP workers run on every CPU again" in server.output()
+        wait_drained(server.root)
+        assert page_counts(server.root) == {page(1): 1}
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+        server.stop()
+
+
+@needs_two_cpus
+def test_a_store_that_refuses_inserts_is_not_given_a_cpu(tmp_path: Path) -> None:
+    server = start_server(
+        tmp_path / "srv", workers=2, extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"}
+    )
+    fault = server.root / "data" / FAULT_FILE
+    try:
+        fault.touch()
+        with httpx.Client() as client:
+            assert post(client, server.url, 1).status_code == 202
+            wait_for(
+                lambda: scrape(server.url)["firstparty_oldest_unflushed_event_age_seconds"] > 4,
+                "a backlog older than the catch-up threshold",
+            )
+        metrics = scrape(server.url)
+        assert metrics["firstparty_writer_healthy"] == 0.0
+        assert metrics["firstparty_writer_catching_up"] == 0.0
+        assert placements(server.process.pid) == {CPUS}
+        fault.unlink()
+        wait_drained(server.root)
+        assert page_counts(server.root) == {page(1): 1}
+    finally:
+        server.stop()
+
+
+def test_the_idle_class_needs_two_cpus_and_falls_back_to_niceness(tmp_path: Path) -> None:
+    # With one CPU there is none to leave to a writer that falls behind: `nice` instead.
+    os.sched_setaffinity(0, {min(CPUS)})
+    try:
+        server = start_server(tmp_path / "srv", extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"})
+    finally:
+        os.sched_setaffinity(0, CPUS)
+    try:
+        assert "FIRSTPARTY_ENGINE_PRIORITY=idle needs 2 CPUs or more" in server.output()
+        pid = server.process.pid
+        wait_for(
+            lambda: all(niceness(pid, t) == 10 for t in threads_of(pid) if t != pid),
+            "helper threads at niceness 10",
+        )
+        assert all(policy(pid, t) == os.SCHED_OTHER for t in threads_of(pid))
     finally:
         server.stop()
 

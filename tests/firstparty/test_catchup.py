@@ -1,0 +1,85 @@
+"""The workers leave the writer a CPU while it is behind: real processes, real affinities."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from firstparty.catchup import CatchUp, allowed_cpus, threads_of
+
+CPUS = allowed_cpus()
+needs_two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs 2 CPUs or more")
+
+# A worker stand-in: a process with a few threads, started by the tests' own process.
+THREADED = """
+import threading, time
+for _ in range(3):
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def worker() -> Iterator[int]:
+    proc = subprocess.Popen([sys.executable, "-c", THREADED], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+def placement(pid: int) -> set[frozenset[int]]:
+    return {frozenset(os.sched_getaffinity(tid)) for tid in threads_of(pid)}
+
+
+def test_the_writer_takes_a_cpu_after_start_after_and_gives_it_back_below_stop_below() -> None:
+    catch_up = CatchUp(start_after=3.0, stop_below=1.0, cpus=frozenset({0, 1}))
+    assert catch_up.update(2.9, healthy=True, workers=[]) is None
+    assert not catch_up.active
+    assert "the oldest event waits 3.0s" in (catch_up.update(3.0, True, []) or "")
+    assert catch_up.active
+    # Between the two thresholds it keeps whatever it was doing.
+    assert catch_up.update(1.5, True, []) is None and catch_up.active
+    caught_up = "writer: caught up; HTTP workers run on every CPU again"
+    assert catch_up.update(0.9, True, []) == caught_up
+    assert not catch_up.active
+    assert catch_up.update(2.0, True, []) is None and not catch_up.active
+    assert catch_up.started == 1
+
+
+def test_a_store_that_refuses_inserts_gets_no_cpu_and_one_cpu_has_none_to_give() -> None:
+    catch_up = CatchUp(start_after=3.0, stop_below=1.0, cpus=frozenset({0, 1}))
+    assert catch_up.update(60.0, healthy=False, workers=[]) is None
+    assert not catch_up.active
+    catch_up.update(60.0, True, [])
+    assert catch_up.update(60.0, False, []) is not None  # the store went away: give it back
+    assert not catch_up.active
+    single = CatchUp(start_after=3.0, stop_below=1.0, cpus=frozenset({0}))
+    assert not single.possible
+    assert single.update(60.0, True, []) is None and not single.active
+
+
+@needs_two_cpus
+def test_every_thread_of_every_worker_leaves_one_cpu_and_gets_it_back(worker: int) -> None:
+    assert len(threads_of(worker)) == 4
+    catch_up = CatchUp(start_after=3.0, stop_below=1.0)
+    catch_up.update(5.0, True, [worker])
+    assert placement(worker) == {CPUS - {max(CPUS)}}
+    catch_up.update(0.5, True, [worker])
+    assert placement(worker) == {CPUS}
+
+
+@needs_two_cpus
+def test_a_worker_that_ended_meanwhile_is_skipped(worker: int) -> None:
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    catch_up = CatchUp(start_after=3.0, stop_below=1.0)
+    catch_up.update(5.0, True, [ended.pid, worker])
+    assert placement(worker) == {CPUS - {max(CPUS)}}
