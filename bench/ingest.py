@@ -14,6 +14,8 @@ One run measures, side by side on this machine:
 3. The writer alone: rows/s from sealed spool segments into a fresh embedded engine.
 4. HTTP worker RSS before and after the load, and the cores the server's processes and the
    load generator used during each saturation run (they share the machine).
+5. Whether the writer keeps up while the full servers are saturated: the oldest unstored
+   event's age and stored / accepted events, sampled from `/metrics` every 0.5 s.
 
 The load generator is a separate process (asyncio + uvloop, raw HTTP/1.1 on keep-alive sockets,
 no client library in the hot path) replaying realistic beacons: real desktop and mobile user
@@ -39,7 +41,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -370,6 +374,61 @@ def worker_pids(pid: int) -> list[int]:
     return out
 
 
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text summed by metric name (labels dropped)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        name = series.split("{", 1)[0]
+        out[name] = out.get(name, 0.0) + float(value)
+    return out
+
+
+class BacklogWatch(threading.Thread):
+    """Samples the writer's backlog from `/metrics` while a saturation run lasts."""
+
+    def __init__(self, port: int, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.interval = interval
+        self.samples: list[dict[str, float]] = []
+        self._done = threading.Event()
+
+    def _sample(self) -> None:
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                self.samples.append(parse_metrics(response.read().decode()))
+        except OSError:  # a scrape that waited behind the load: the next one counts
+            pass
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval):
+            self._sample()
+
+    def result(self) -> dict[str, Any]:
+        """Stop, take a last sample, and sum up: the oldest event's age, stored / accepted."""
+        self._done.set()
+        self.join()
+        self._sample()
+        if not self.samples:
+            return {}
+        last = self.samples[-1]
+        return {
+            "max_age_s": max(
+                s.get("firstparty_oldest_unflushed_event_age_seconds", 0.0) for s in self.samples
+            ),
+            "accepted_at_end": int(last.get("firstparty_events_accepted_total", 0)),
+            "stored_at_end": int(last.get("firstparty_writer_rows_total", 0)),
+            "catching_up_share": sum(
+                s.get("firstparty_writer_catching_up", 0.0) for s in self.samples
+            )
+            / len(self.samples),
+        }
+
+
 def start_full(
     root: Path, workers: int, engine_priority: str = "nice"
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -641,9 +700,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     # The process that holds the embedded engine (the writer, its session cache)
                     engine_before = rss_mb(proc.pid) if kind == "full" else None
                     cpu, began = cpu_seconds(proc.pid), time.perf_counter()
+                    watch = BacklogWatch(port) if kind == "full" else None
+                    if watch is not None:
+                        watch.start()
                     sat = generate(
                         "closed", port, connections=args.connections, seconds=args.seconds
                     )
+                    if watch is not None:
+                        sat["backlog"] = watch.result()
                     # includes the generator's start-up: a lower bound of the cores in use
                     sat["server_cores"] = round(
                         (cpu_seconds(proc.pid) - cpu) / (time.perf_counter() - began), 2
@@ -733,6 +797,14 @@ def report(r: dict[str, Any]) -> str:
         f"{fixed.get('tail_share_in_10_busiest_100ms', 0):.0%} of the slowest 1 % were due "
         f"in 10 windows of 100 ms (of {fixed.get('tail_windows', 0)} holding any): "
         "near 100 % means stalls, not steady queueing",
+        *(
+            f"- the writer during the saturation run, full x{w}: oldest unstored event at "
+            f"most {b['max_age_s']:.1f} s; {b['stored_at_end']:,} of {b['accepted_at_end']:,} "
+            f"accepted events stored when the load stopped; the workers left it a CPU in "
+            f"{b['catching_up_share']:.0%} of the samples"
+            for w in (1, 2)
+            if (b := r[f"full_{w}"]["saturation"].get("backlog"))
+        ),
         f"- writer into the embedded engine: {r['writer']['rows_per_second']:.0f} rows/s "
         f"({r['writer']['rows']} rows in {r['writer']['batches']} batches, each row a new "
         "visitor: the worst case; target >= 200,000)",
