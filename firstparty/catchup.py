@@ -17,20 +17,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable
-from pathlib import Path
+
+from firstparty.priority import threads_of
 
 
 def allowed_cpus() -> frozenset[int]:
     """The CPUs this process may run on (a container's or taskset's limit included)."""
     return frozenset(os.sched_getaffinity(0))
-
-
-def threads_of(pid: int) -> list[int]:
-    """Every thread of `pid`, or none if it has ended."""
-    try:
-        return [int(entry.name) for entry in Path(f"/proc/{pid}/task").iterdir()]
-    except OSError:
-        return []
 
 
 def place(pids: Iterable[int], cpus: frozenset[int]) -> None:

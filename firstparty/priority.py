@@ -25,18 +25,22 @@ from pathlib import Path
 
 NICENESS = 10
 PRIORITIES = ("nice", "idle")  # the values of FIRSTPARTY_ENGINE_PRIORITY
-_TASKS = Path("/proc/self/task")
+
+
+def threads_of(pid: int) -> list[int]:
+    """Every thread of `pid`, or none if it has ended (or this is not Linux)."""
+    try:
+        return [int(entry.name) for entry in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return []
 
 
 def lower_helper_threads(niceness: int = NICENESS, idle: bool = False) -> int:
     """Set `niceness` (or, with `idle`, the SCHED_IDLE class) on every thread of this process
     but the main one; returns how many changed."""
-    if not _TASKS.is_dir():  # not Linux: per-thread niceness is not available
-        return 0
     main = os.getpid()
     changed = 0
-    for entry in _TASKS.iterdir():
-        tid = int(entry.name)
+    for tid in threads_of(main):  # none where per-thread niceness is not available
         if tid == main:
             continue
         try:

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from firstparty.catchup import CatchUp, allowed_cpus, threads_of
+from firstparty.catchup import CatchUp, allowed_cpus
+from firstparty.priority import threads_of
 
 CPUS = allowed_cpus()
 needs_two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs 2 CPUs or more")

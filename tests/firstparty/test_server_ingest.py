@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from firstparty.catchup import allowed_cpus, threads_of
+from firstparty.catchup import allowed_cpus
+from firstparty.priority import threads_of
 from ingest.event import Event
 from ingest.spool import SEALED, encode
 from ingest.writer import FAULT_FILE
@@ -437,9 +438,7 @@ def test_the_server_yields_the_cpu_to_its_workers(srv: Server) -> None:
     pid = srv.process.pid
     deadline = time.monotonic() + 10
     while True:
-        threads = {
-            int(t.name): niceness(pid, int(t.name)) for t in Path(f"/proc/{pid}/task").iterdir()
-        }
+        threads = {tid: niceness(pid, tid) for tid in threads_of(pid)}
         helpers = {tid: nice for tid, nice in threads.items() if tid != pid}
         if helpers and all(nice == 10 for nice in helpers.values()):
             break
@@ -455,6 +454,17 @@ def policy(pid: int, tid: int) -> int:
     return int(fields[38])  # field 41 of proc(5): the scheduling policy
 
 
+def wait_idle_class(server: Server) -> None:
+    pid = server.process.pid
+    deadline = time.monotonic() + 10
+    while True:
+        helpers = {t: policy(pid, t) for t in threads_of(pid) if t != pid}
+        if helpers and all(p == os.SCHED_IDLE for p in helpers.values()):
+            return
+        assert time.monotonic() < deadline, f"helper threads not idle-class: {helpers}"
+        time.sleep(0.1)
+
+
 def test_the_engine_can_run_only_on_cpu_time_nobody_else_wants(tmp_path: Path) -> None:
     server = start_server(tmp_path / "srv", extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"})
     try:
@@ -462,15 +472,8 @@ def test_the_engine_can_run_only_on_cpu_time_nobody_else_wants(tmp_path: Path) -
             assert post(client, server.url, 1).status_code == 202
         wait_drained(server.root)
         assert page_counts(server.root) == {page(1): 1}
+        wait_idle_class(server)
         pid = server.process.pid
-        deadline = time.monotonic() + 10
-        while True:
-            tids = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
-            helpers = {tid: policy(pid, tid) for tid in tids if tid != pid}
-            if helpers and all(p == os.SCHED_IDLE for p in helpers.values()):
-                break
-            assert time.monotonic() < deadline, f"helper threads not idle-class: {helpers}"
-            time.sleep(0.1)
         assert policy(pid, pid) == os.SCHED_OTHER
         for worker in child_pids(pid):
             assert policy(worker, worker) == os.SCHED_OTHER
@@ -483,17 +486,6 @@ def placements(pid: int) -> set[frozenset[int]]:
     workers = child_pids(pid)
     assert workers
     return {frozenset(os.sched_getaffinity(t)) for w in workers for t in threads_of(w)}
-
-
-def wait_idle_class(server: Server) -> None:
-    pid = server.process.pid
-    deadline = time.monotonic() + 10
-    while True:
-        helpers = {t: policy(pid, t) for t in threads_of(pid) if t != pid}
-        if helpers and all(p == os.SCHED_IDLE for p in helpers.values()):
-            return
-        assert time.monotonic() < deadline, f"helper threads not idle-class: {helpers}"
-        time.sleep(0.1)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
