@@ -105,7 +105,7 @@ GAUGES = {
     "firstparty_writer_healthy": "1 when the writer's last insert attempt succeeded.",
     "firstparty_writer_consecutive_errors": "Insert attempts failed in a row.",
     "firstparty_writer_catching_up": (
-        "1 while the HTTP workers leave a CPU to a writer that fell behind (engine priority idle)."
+        "1 while a writer in the idle class that fell behind gets more CPU (engine priority idle)."
     ),
     "firstparty_workers": "HTTP worker processes reporting metrics recently.",
 }

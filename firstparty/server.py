@@ -28,6 +28,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +40,8 @@ from dashboards.rollups import finalize
 from firstparty import metrics
 from firstparty.catchup import CatchUp, allowed_cpus
 from firstparty.config import Config
-from firstparty.priority import PRIORITIES, lower_helper_threads
+from firstparty.priority import NICENESS, PRIORITIES, idle_is_reversible, set_helper_threads
+from firstparty.starvation import Starvation
 from firstparty.worker import WORKER_STOP_BUDGET, bind, run_worker
 from ingest.devices import DeviceKeys
 from ingest.salts import SaltKeeper
@@ -140,9 +142,14 @@ _WRITER_HISTOGRAMS = {
 
 
 def report_writer(
-    config: Config, writer: Writer, catch_up: CatchUp | None = None, workers: Sequence[int] = ()
+    config: Config,
+    writer: Writer,
+    catch_up: CatchUp | None = None,
+    workers: Sequence[int] = (),
+    starved: float = 0.0,
 ) -> None:
-    """Write the writer's metrics snapshot; with `catch_up`, place the workers by its backlog."""
+    """Write the writer's metrics snapshot; with `catch_up`, decide on help for the writer by
+    its backlog and `starved` (seconds a helper thread has waited for a CPU)."""
     snapshot = writer_snapshot(writer)
     gauges = snapshot["gauges"]
     if catch_up is not None:
@@ -150,6 +157,7 @@ def report_writer(
             gauges["firstparty_oldest_unflushed_event_age_seconds"],
             healthy=gauges["firstparty_writer_healthy"] == 1.0,
             workers=workers,
+            starved=starved,
         )
         if change is not None:
             log.log(logging.WARNING if catch_up.active else logging.INFO, "%s", change)
@@ -183,8 +191,13 @@ async def _start_admin(
 
 
 async def _serve(
-    config: Config, store: Store, writer: Writer, owner: bool, idle: bool = False
+    config: Config,
+    store: Store,
+    writer: Writer,
+    owner: bool,
+    priority: EnginePriority | None = None,
 ) -> None:
+    priority = priority or EnginePriority(idle=False, reversible=False)
     admin: _AdminServer | None = None
     admin_task: asyncio.Task[None] | None = None
     if owner:
@@ -233,13 +246,14 @@ async def _serve(
         flush=True,
     )
     last_report = 0.0
-    # In the idle class the writer cannot take CPU time from the workers; they leave it a CPU
-    # when it falls behind (firstparty/catchup.py). Its own batching wait is not falling behind.
-    catch_up = (
-        CatchUp(start_after=writer.max_wait + 2.0, stop_below=max(1.0, writer.max_wait))
-        if idle
-        else None
-    )
+    # In the idle class the writer gets no CPU time while others keep every CPU busy: it is
+    # helped when it falls behind (firstparty/catchup.py). Its own batching wait is not falling
+    # behind; leaving the idle class costs less than a CPU left idle, so it starts sooner.
+    catch_up = None
+    if priority.idle:
+        start_after = writer.max_wait + (1.0 if priority.reversible else 2.0)
+        catch_up = CatchUp(start_after, max(1.0, writer.max_wait), lift=priority.reversible)
+    starvation = Starvation() if catch_up is not None and catch_up.lift else None
     folding = asyncio.create_task(fold_closed_days(config, store, stopping)) if owner else None
     try:
         while not stopping.is_set():
@@ -271,8 +285,9 @@ async def _serve(
                 # small file): in the idle class a helper thread may get no CPU at all until
                 # the workers leave it one.
                 pids = [proc.pid for proc in workers if proc.pid is not None]
-                report_writer(config, writer, catch_up, pids)
-                lower_helper_threads(idle=idle)
+                starved = starvation.check() if starvation is not None else 0.0
+                report_writer(config, writer, catch_up, pids, starved)
+                set_helper_threads(idle=priority.idle and not (catch_up and catch_up.lifting))
             if keys is not None and time.monotonic() - last_maintenance >= KEY_MAINTENANCE_INTERVAL:
                 last_maintenance = time.monotonic()
                 await asyncio.to_thread(keys.maintain, dt.datetime.now(dt.UTC))
@@ -393,25 +408,44 @@ def _seconds_from_env(name: str, default: float) -> float:
     return value
 
 
-def _engine_priority_from_env() -> bool:
-    """FIRSTPARTY_ENGINE_PRIORITY (see docs/operations.md): whether the server's helper threads
-    run in the SCHED_IDLE class (`idle`) rather than at niceness 10 (`nice`, the default)."""
+@dataclass(frozen=True)
+class EnginePriority:
+    """How the server's helper threads run (see docs/operations.md)."""
+
+    idle: bool  # in the SCHED_IDLE class, else at niceness 10
+    reversible: bool  # they may leave that class again when the writer falls behind
+
+    def describe(self) -> str:
+        if not self.idle:
+            return f"the writer and the engine run at niceness {NICENESS}"
+        if self.reversible:
+            return "the writer and the engine run in the idle class while they keep up"
+        return "the writer and the engine run in the idle class; workers leave them a CPU"
+
+
+def _engine_priority_from_env() -> EnginePriority:
+    """FIRSTPARTY_ENGINE_PRIORITY: `auto` (the default) is `idle` where the server can take its
+    threads out of the idle class again, else `nice`."""
     name = "FIRSTPARTY_ENGINE_PRIORITY"
-    value = os.environ.get(name, "nice").strip().lower()
+    value = os.environ.get(name, "auto").strip().lower()
     if value not in PRIORITIES:
         raise SystemExit(
             f"firstparty: {name} must be one of {', '.join(PRIORITIES)}, not {value!r}"
         )
-    if value == "idle" and len(allowed_cpus()) < 2:
+    reversible = value != "nice" and idle_is_reversible()
+    if value == "auto":
+        return EnginePriority(idle=reversible, reversible=reversible)
+    if value == "idle" and not reversible and len(allowed_cpus()) < 2:
         # With one CPU there is none to leave to a writer that falls behind (catchup.py).
         print(
-            f"firstparty: {name}=idle needs 2 CPUs or more and this server may use 1; "
-            "running the engine at niceness 10 instead (`nice`)",
+            f"firstparty: {name}=idle needs 2 CPUs or more, or the right to leave the idle "
+            "class (CAP_SYS_NICE or RLIMIT_NICE 10, docs/operations.md), and this server has "
+            f"neither; running the engine at niceness {NICENESS} instead (`nice`)",
             file=sys.stderr,
             flush=True,
         )
-        return False
-    return value == "idle"
+        return EnginePriority(idle=False, reversible=False)
+    return EnginePriority(idle=value == "idle", reversible=reversible)
 
 
 def _open_store(config: Config) -> tuple[Store, bool]:
@@ -426,7 +460,8 @@ def serve(config: Config) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    idle = _engine_priority_from_env()
+    priority = _engine_priority_from_env()
+    log.info("engine priority: %s (FIRSTPARTY_ENGINE_PRIORITY)", priority.describe())
     with hold_data_dir(config.data_dir):
         store, owner = _open_store(config)
         try:
@@ -465,7 +500,7 @@ def serve(config: Config) -> int:
         report_writer(config, writer)
         writer.start()
         try:
-            asyncio.run(_serve(config, store, writer, owner, idle=idle))
+            asyncio.run(_serve(config, store, writer, owner, priority))
         except KeyboardInterrupt:
             pass
         finally:

@@ -115,8 +115,10 @@ def start_server(
     config_text: str = SITE_CONFIG,
     workers: int = 1,
     extra_env: dict[str, str] | None = None,
+    wrap: list[str] | None = None,
 ) -> Server:
-    """Start `firstparty serve --port 0` in `root`; output goes to `root/server.log`."""
+    """Start `firstparty serve --port 0` in `root`; output goes to `root/server.log`. `wrap`:
+    a command that runs it (e.g. `setpriv` with fewer capabilities)."""
     root.mkdir(parents=True, exist_ok=True)
     config = root / "firstparty.toml"
     config.write_text(config_text)
@@ -133,7 +135,11 @@ def start_server(
     offset = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "firstparty", "serve", "--port", "0", "--workers", str(workers)],
+            [
+                *(wrap or []),
+                *(sys.executable, "-m", "firstparty", "serve", "--port", "0"),
+                *("--workers", str(workers)),
+            ],
             cwd=root,
             env=env,
             stdout=out,

@@ -84,3 +84,33 @@ def test_a_worker_that_ended_meanwhile_is_skipped(worker: int) -> None:
     catch_up = CatchUp(start_after=3.0, stop_below=1.0)
     catch_up.update(5.0, True, [ended.pid, worker])
     assert placement(worker) == {CPUS - {max(CPUS)}}
+
+
+def test_where_the_idle_class_can_be_left_the_writer_leaves_it_instead(worker: int) -> None:
+    # One CPU is enough: nothing has to be left free for it.
+    catch_up = CatchUp(start_after=2.0, stop_below=1.0, cpus=frozenset({0}), lift=True)
+    assert catch_up.possible and not catch_up.lifting
+    before = placement(worker)
+    line = catch_up.update(2.0, True, [worker], now=0.0)
+    lifted = "the writer and the engine leave the idle class for now"
+    assert line == f"writer: the oldest event waits 2.0s; {lifted}"
+    assert catch_up.lifting
+    assert placement(worker) == before  # the workers keep every CPU
+    assert catch_up.update(1.5, True, [worker], now=1.0) is None and catch_up.lifting
+    back = "writer: caught up; the writer and the engine are back in the idle class"
+    assert catch_up.update(0.5, True, [worker], now=2.0) == back
+    assert not catch_up.lifting
+    assert catch_up.update(60.0, False, [worker], now=3.0) is None  # a failing store
+
+
+def test_threads_starved_of_cpu_leave_the_idle_class_for_the_hold_time() -> None:
+    catch_up = CatchUp(start_after=2.0, stop_below=1.0, lift=True, hold=10.0)
+    assert catch_up.update(0.0, True, [], starved=0.5, now=100.0) is None
+    line = catch_up.update(0.0, True, [], starved=1.0, now=100.5)
+    assert line is not None and "the engine's threads have waited 1.0s for a CPU" in line
+    # Out of the idle class they are not starved any more; they stay out for the hold time.
+    assert catch_up.update(0.0, True, [], starved=0.0, now=110.4) is None and catch_up.lifting
+    assert "back in the idle class" in (catch_up.update(0.0, True, [], now=110.6) or "")
+    # Without the right to leave the class, starving is the backlog's business alone.
+    pinned = CatchUp(start_after=3.0, stop_below=1.0, cpus=frozenset({0, 1}))
+    assert pinned.update(0.0, True, [], starved=5.0, now=0.0) is None and not pinned.active

@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from firstparty.catchup import allowed_cpus
-from firstparty.priority import threads_of
+from firstparty.priority import idle_is_reversible, threads_of
 from ingest.event import Event
 from ingest.spool import SEALED, encode
 from ingest.writer import FAULT_FILE
@@ -32,6 +33,16 @@ CHROME = (
 )
 CPUS = allowed_cpus()
 needs_two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs 2 CPUs or more")
+# The server without CAP_SYS_NICE (RLIMIT_NICE is 0 here): its threads cannot leave the idle
+# class, so the workers leave the writer a CPU instead.
+SETPRIV = shutil.which("setpriv")
+FOR_GOOD = [SETPRIV or "setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice"]
+needs_dropping = pytest.mark.skipif(
+    os.geteuid() != 0 or SETPRIV is None, reason="needs root and setpriv to drop CAP_SYS_NICE"
+)
+needs_lifting = pytest.mark.skipif(
+    not idle_is_reversible(), reason="this machine may not take threads out of the idle class"
+)
 BOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 
 
@@ -454,9 +465,9 @@ def policy(pid: int, tid: int) -> int:
     return int(fields[38])  # field 41 of proc(5): the scheduling policy
 
 
-def wait_idle_class(server: Server) -> None:
+def wait_idle_class(server: Server, timeout: float = 10) -> None:
     pid = server.process.pid
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + timeout
     while True:
         helpers = {t: policy(pid, t) for t in threads_of(pid) if t != pid}
         if helpers and all(p == os.SCHED_IDLE for p in helpers.values()):
@@ -495,21 +506,93 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> N
         time.sleep(0.1)
 
 
+def helper_policies(server: Server) -> set[int]:
+    pid = server.process.pid
+    return {policy(pid, t) for t in threads_of(pid) if t != pid}
+
+
+def busy_processes() -> list[subprocess.Popen[bytes]]:
+    """One process per CPU at the default priority that never sleeps."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in CPUS]
+
+
+@needs_lifting
+def test_by_default_the_engine_leaves_the_idle_class_when_other_programs_take_every_cpu(
+    tmp_path: Path,
+) -> None:
+    # Other programs keep every CPU busy: in the idle class the writer would get nothing. It
+    # leaves the class, stores the event while they still run, and goes back after they end.
+    server = start_server(tmp_path / "srv", workers=2)
+    busy: list[subprocess.Popen[bytes]] = []
+    try:
+        assert "engine priority: the writer and the engine run in the idle class" in (
+            server.output()
+        )
+        wait_idle_class(server)
+        placed = placements(server.process.pid)
+        busy = busy_processes()
+        with httpx.Client(timeout=30) as client:
+            assert post(client, server.url, 1).status_code == 202
+            wait_for(lambda: helper_policies(server) == {os.SCHED_OTHER}, "out of the idle class")
+            assert "the writer and the engine leave the idle class for now" in server.output()
+            wait_for(
+                lambda: scrape(server.url).get("firstparty_writer_catching_up") == 1.0,
+                "the catching-up gauge",
+            )
+            wait_drained(server.root)
+        assert page_counts(server.root) == {page(1): 1}
+        assert placements(server.process.pid) == placed  # the workers kept their CPUs
+        pid = server.process.pid
+        assert all(niceness(pid, t) == 10 for t in threads_of(pid) if t != pid)
+        for proc in busy:
+            proc.kill()
+        wait_idle_class(server, timeout=30)
+        assert "caught up; the writer and the engine are back in the idle class" in (
+            server.output()
+        )
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
+        server.stop()
+
+
+@needs_dropping
+def test_by_default_without_the_right_to_leave_the_idle_class_the_engine_runs_at_niceness(
+    tmp_path: Path,
+) -> None:
+    server = start_server(tmp_path / "srv", wrap=FOR_GOOD)
+    try:
+        assert "engine priority: the writer and the engine run at niceness 10" in server.output()
+        pid = server.process.pid
+        wait_for(
+            lambda: all(niceness(pid, t) == 10 for t in threads_of(pid) if t != pid),
+            "helper threads at niceness 10",
+        )
+        assert helper_policies(server) == {os.SCHED_OTHER}
+    finally:
+        server.stop()
+
+
 @needs_two_cpus
+@needs_dropping
 def test_workers_leave_a_starved_writer_a_cpu_until_it_has_caught_up(tmp_path: Path) -> None:
     # Busy processes at the default priority take every CPU, so the idle-class writer gets
     # none and its backlog ages: the workers then leave it one CPU, and take it back once the
     # event is stored. (The busy processes are not workers, so here the writer stays behind
     # until they end: what the log and the gauge say is what is tested.)
     server = start_server(
-        tmp_path / "srv", workers=2, extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"}
+        tmp_path / "srv",
+        workers=2,
+        extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"},
+        wrap=FOR_GOOD,
     )
     busy: list[subprocess.Popen[bytes]] = []
     try:
         wait_idle_class(server)
         pid = server.process.pid
         assert placements(pid) == {CPUS}
-        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in CPUS]
+        busy = busy_processes()
         with httpx.Client(timeout=30) as client:
             assert post(client, server.url, 1).status_code == 202
             wait_for(lambda: placements(pid) == {CPUS - {max(CPUS)}}, "workers off a CPU")
@@ -518,6 +601,7 @@ def test_workers_leave_a_starved_writer_a_cpu_until_it_has_caught_up(tmp_path: P
                 lambda: scrape(server.url).get("firstparty_writer_catching_up") == 1.0,
                 "the catching-up gauge",
             )
+            assert helper_policies(server) == {os.SCHED_IDLE}
         for proc in busy:
             proc.kill()
         wait_for(lambda: placements(pid) == {CPUS}, "workers back on every CPU")
@@ -531,13 +615,22 @@ def test_workers_leave_a_starved_writer_a_cpu_until_it_has_caught_up(tmp_path: P
         server.stop()
 
 
-@needs_two_cpus
-def test_a_store_that_refuses_inserts_is_not_given_a_cpu(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        pytest.param(FOR_GOOD, marks=[needs_two_cpus, needs_dropping], id="workers-leave-a-cpu"),
+        pytest.param([], marks=needs_lifting, id="threads-leave-the-idle-class"),
+    ],
+)
+def test_a_store_that_refuses_inserts_is_not_given_more_cpu(
+    tmp_path: Path, wrap: list[str]
+) -> None:
     server = start_server(
-        tmp_path / "srv", workers=2, extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"}
+        tmp_path / "srv", workers=2, extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"}, wrap=wrap
     )
     fault = server.root / "data" / FAULT_FILE
     try:
+        wait_idle_class(server)
         fault.touch()
         with httpx.Client() as client:
             assert post(client, server.url, 1).status_code == 202
@@ -549,6 +642,7 @@ def test_a_store_that_refuses_inserts_is_not_given_a_cpu(tmp_path: Path) -> None
         assert metrics["firstparty_writer_healthy"] == 0.0
         assert metrics["firstparty_writer_catching_up"] == 0.0
         assert placements(server.process.pid) == {CPUS}
+        assert helper_policies(server) == {os.SCHED_IDLE}
         fault.unlink()
         wait_drained(server.root)
         assert page_counts(server.root) == {page(1): 1}
@@ -556,11 +650,17 @@ def test_a_store_that_refuses_inserts_is_not_given_a_cpu(tmp_path: Path) -> None
         server.stop()
 
 
-def test_the_idle_class_needs_two_cpus_and_falls_back_to_niceness(tmp_path: Path) -> None:
-    # With one CPU there is none to leave to a writer that falls behind: `nice` instead.
+@needs_dropping
+def test_the_idle_class_for_good_needs_two_cpus_and_falls_back_to_niceness(
+    tmp_path: Path,
+) -> None:
+    # With one CPU and no right to leave the idle class, there is no way to help a writer that
+    # falls behind: `nice` instead.
     os.sched_setaffinity(0, {min(CPUS)})
     try:
-        server = start_server(tmp_path / "srv", extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"})
+        server = start_server(
+            tmp_path / "srv", extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"}, wrap=FOR_GOOD
+        )
     finally:
         os.sched_setaffinity(0, CPUS)
     try:
@@ -579,7 +679,9 @@ def test_an_unknown_engine_priority_is_refused_before_start(tmp_path: Path) -> N
     env = {**os.environ, "FIRSTPARTY_ENGINE_PRIORITY": "realtime"}
     run = firstparty("serve", "--port", "0", cwd=tmp_path, env=env)
     assert run.returncode != 0
-    assert "FIRSTPARTY_ENGINE_PRIORITY must be one of nice, idle, not 'realtime'" in run.stderr
+    assert "FIRSTPARTY_ENGINE_PRIORITY must be one of auto, nice, idle, not 'realtime'" in (
+        run.stderr
+    )
 
 
 def test_workers_leave_pyarrow_and_the_engine_to_the_server(srv: Server) -> None:
