@@ -23,6 +23,7 @@ import yaml
 
 from firstparty.cli import parser as cli_parser
 from firstparty.config import parse as parse_config
+from firstparty.priority import NICENESS
 from store.url import parse_store_url
 from tests.conftest import Server
 
@@ -208,6 +209,17 @@ def test_the_dockerfile_runs_the_cli_as_a_non_root_user() -> None:
     for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
         package = pattern.rstrip("*")
         assert (ROOT / package).is_dir() and f" ./{package}" in copied, package
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.cluster.yml"])
+def test_every_collector_may_leave_the_idle_cpu_class(name: str) -> None:
+    # A non-root container has no CAP_SYS_NICE: without this limit the engine priority `auto`
+    # falls back to `nice` (firstparty/priority.py).
+    services = compose(name)["services"].values()
+    collectors = [s for s in services if s.get("build") == "." and "command" not in s]
+    assert collectors
+    for service in collectors:
+        assert int(service["ulimits"]["nice"]) >= 20 - NICENESS
 
 
 def healthcheck_url() -> str:
