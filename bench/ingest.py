@@ -430,7 +430,7 @@ class BacklogWatch(threading.Thread):
 
 
 def start_full(
-    root: Path, workers: int, engine_priority: str = "nice"
+    root: Path, workers: int, engine_priority: str = "auto"
 ) -> tuple[subprocess.Popen[bytes], int]:
     root.mkdir(parents=True, exist_ok=True)
     (root / "firstparty.toml").write_text(SITE_CONFIG)
@@ -761,7 +761,7 @@ def report(r: dict[str, Any]) -> str:
         f"Ingest benchmark, {r['date']}, {r['cpus']} CPUs "
         f"(load average {r['load_average_at_start']:.1f} at start), "
         f"{r['seconds']} s per measurement, {r['connections']} connections, "
-        f"FIRSTPARTY_ENGINE_PRIORITY={r.get('engine_priority', 'nice')}; "
+        f"FIRSTPARTY_ENGINE_PRIORITY={r.get('engine_priority', 'auto')}; "
         f"disk fsync p50 {r['fsync']['p50_ms']:.2f} ms, p99 {r['fsync']['p99_ms']:.2f} ms",
         "",
         "| server | workers | events/s | p50 ms | p99 ms | worker RSS MB (before -> after) |",
@@ -847,7 +847,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--engine-priority",
         choices=PRIORITIES,
-        default="nice",
+        default="auto",
         help="FIRSTPARTY_ENGINE_PRIORITY of the full servers (docs/operations.md)",
     )
     p.add_argument("--json", help="also write the raw results here")
