@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +109,20 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         return self.output()
+
+
+@contextmanager
+def ready_child(code: str, preexec_fn: Callable[[], None] | None = None) -> Iterator[int]:
+    """A Python child running `code`, once it has printed `ready`; killed afterwards."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, preexec_fn=preexec_fn
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.communicate()
 
 
 def start_server(

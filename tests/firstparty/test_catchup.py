@@ -11,6 +11,7 @@ import pytest
 
 from firstparty.catchup import CatchUp, allowed_cpus
 from firstparty.priority import threads_of
+from tests.conftest import ready_child
 
 CPUS = allowed_cpus()
 needs_two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs 2 CPUs or more")
@@ -27,13 +28,8 @@ time.sleep(60)
 
 @pytest.fixture
 def worker() -> Iterator[int]:
-    proc = subprocess.Popen([sys.executable, "-c", THREADED], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.communicate()
+    with ready_child(THREADED) as pid:
+        yield pid
 
 
 def placement(pid: int) -> set[frozenset[int]]:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from firstparty.catchup import allowed_cpus
-from firstparty.priority import idle_is_reversible, threads_of
+from firstparty.priority import NICENESS, idle_is_reversible, threads_of
 from ingest.event import Event
 from ingest.spool import SEALED, encode
 from ingest.writer import FAULT_FILE
@@ -557,6 +557,14 @@ def test_by_default_the_engine_leaves_the_idle_class_when_other_programs_take_ev
         server.stop()
 
 
+def wait_helpers_at_niceness(server: Server) -> None:
+    pid = server.process.pid
+    wait_for(
+        lambda: all(niceness(pid, t) == NICENESS for t in threads_of(pid) if t != pid),
+        f"helper threads at niceness {NICENESS}",
+    )
+
+
 @needs_dropping
 def test_by_default_without_the_right_to_leave_the_idle_class_the_engine_runs_at_niceness(
     tmp_path: Path,
@@ -564,11 +572,7 @@ def test_by_default_without_the_right_to_leave_the_idle_class_the_engine_runs_at
     server = start_server(tmp_path / "srv", wrap=FOR_GOOD)
     try:
         assert "engine priority: the writer and the engine run at niceness 10" in server.output()
-        pid = server.process.pid
-        wait_for(
-            lambda: all(niceness(pid, t) == 10 for t in threads_of(pid) if t != pid),
-            "helper threads at niceness 10",
-        )
+        wait_helpers_at_niceness(server)
         assert helper_policies(server) == {os.SCHED_OTHER}
     finally:
         server.stop()
@@ -665,11 +669,8 @@ def test_the_idle_class_for_good_needs_two_cpus_and_falls_back_to_niceness(
         os.sched_setaffinity(0, CPUS)
     try:
         assert "FIRSTPARTY_ENGINE_PRIORITY=idle needs 2 CPUs or more" in server.output()
+        wait_helpers_at_niceness(server)
         pid = server.process.pid
-        wait_for(
-            lambda: all(niceness(pid, t) == 10 for t in threads_of(pid) if t != pid),
-            "helper threads at niceness 10",
-        )
         assert all(policy(pid, t) == os.SCHED_OTHER for t in threads_of(pid))
     finally:
         server.stop()

@@ -12,6 +12,7 @@ import pytest
 
 from firstparty.catchup import allowed_cpus
 from firstparty.starvation import Starvation
+from tests.conftest import ready_child
 
 # A thread in the idle class that always wants a CPU; the main thread sleeps.
 SPINNER = """
@@ -33,15 +34,8 @@ def on_one_cpu() -> None:
 
 @pytest.fixture
 def spinner() -> Iterator[int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SPINNER], stdout=subprocess.PIPE, text=True, preexec_fn=on_one_cpu
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.communicate()
+    with ready_child(SPINNER, preexec_fn=on_one_cpu) as pid:
+        yield pid
 
 
 def watch(starvation: Starvation, looks: int) -> list[float]:
