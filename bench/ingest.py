@@ -761,7 +761,7 @@ def report(r: dict[str, Any]) -> str:
         f"Ingest benchmark, {r['date']}, {r['cpus']} CPUs "
         f"(load average {r['load_average_at_start']:.1f} at start), "
         f"{r['seconds']} s per measurement, {r['connections']} connections, "
-        f"FIRSTPARTY_ENGINE_PRIORITY={r.get('engine_priority', 'auto')}; "
+        f"FIRSTPARTY_ENGINE_PRIORITY={r.get('engine_priority', 'nice')}; "
         f"disk fsync p50 {r['fsync']['p50_ms']:.2f} ms, p99 {r['fsync']['p99_ms']:.2f} ms",
         "",
         "| server | workers | events/s | p50 ms | p99 ms | worker RSS MB (before -> after) |",

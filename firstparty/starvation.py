@@ -15,7 +15,7 @@ from pathlib import Path
 
 from firstparty.priority import threads_of
 
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _state(pid: int, tid: int) -> tuple[str, int] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -109,6 +110,20 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         return self.output()
+
+
+# Runs a command without CAP_SYS_NICE (RLIMIT_NICE is 0 here): its threads cannot leave the
+# idle CPU class again.
+SETPRIV = shutil.which("setpriv")
+WITHOUT_SYS_NICE = [SETPRIV or "setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice"]
+needs_dropping = pytest.mark.skipif(
+    os.geteuid() != 0 or SETPRIV is None, reason="needs root and setpriv to drop CAP_SYS_NICE"
+)
+
+
+def busy_process(preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
+    """A process at the default priority that never sleeps."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=preexec_fn)
 
 
 @contextmanager

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from firstparty.priority import idle_is_reversible
+from tests.conftest import WITHOUT_SYS_NICE, needs_dropping
 
 # Run in a child process: the classes of its threads are what the test looks at, and the test
 # process must keep its own.
@@ -30,8 +29,6 @@ set_helper_threads(idle=False)
 print("lifted", state())
 print("main", os.sched_getscheduler(0) == os.SCHED_IDLE, os.getpriority(os.PRIO_PROCESS, 0))
 """
-ROOT = os.geteuid() == 0
-SETPRIV = shutil.which("setpriv")
 
 
 def child(prefix: list[str]) -> dict[str, str]:
@@ -54,10 +51,9 @@ def test_with_the_right_the_helper_threads_go_into_the_idle_class_and_out_again(
     }
 
 
-@pytest.mark.skipif(not (ROOT and SETPRIV), reason="needs root and setpriv to drop CAP_SYS_NICE")
+@needs_dropping
 def test_without_cap_sys_nice_nor_rlimit_nice_the_idle_class_is_for_good() -> None:
-    assert SETPRIV is not None
-    out = child([SETPRIV, "--inh-caps=-sys_nice", "--bounding-set=-sys_nice"])
+    out = child(WITHOUT_SYS_NICE)
     assert out["reversible"] == "False"
     assert out["idle"] == "(True, 10)"
     assert out["lifted"] == "(True, 10)"  # refused, and nothing else broke

@@ -7,10 +7,8 @@ import concurrent.futures
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +23,15 @@ from ingest.event import Event
 from ingest.spool import SEALED, encode
 from ingest.writer import FAULT_FILE
 from store.remote import RemoteStore, socket_path
-from tests.conftest import SITE_CONFIG, Server, firstparty, start_server
+from tests.conftest import (
+    SITE_CONFIG,
+    WITHOUT_SYS_NICE,
+    Server,
+    busy_process,
+    firstparty,
+    needs_dropping,
+    start_server,
+)
 
 CHROME = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -33,13 +39,6 @@ CHROME = (
 )
 CPUS = allowed_cpus()
 needs_two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs 2 CPUs or more")
-# The server without CAP_SYS_NICE (RLIMIT_NICE is 0 here): its threads cannot leave the idle
-# class, so the workers leave the writer a CPU instead.
-SETPRIV = shutil.which("setpriv")
-FOR_GOOD = [SETPRIV or "setpriv", "--inh-caps=-sys_nice", "--bounding-set=-sys_nice"]
-needs_dropping = pytest.mark.skipif(
-    os.geteuid() != 0 or SETPRIV is None, reason="needs root and setpriv to drop CAP_SYS_NICE"
-)
 needs_lifting = pytest.mark.skipif(
     not idle_is_reversible(), reason="this machine may not take threads out of the idle class"
 )
@@ -466,14 +465,11 @@ def policy(pid: int, tid: int) -> int:
 
 
 def wait_idle_class(server: Server, timeout: float = 10) -> None:
-    pid = server.process.pid
-    deadline = time.monotonic() + timeout
-    while True:
-        helpers = {t: policy(pid, t) for t in threads_of(pid) if t != pid}
-        if helpers and all(p == os.SCHED_IDLE for p in helpers.values()):
-            return
-        assert time.monotonic() < deadline, f"helper threads not idle-class: {helpers}"
-        time.sleep(0.1)
+    wait_for(
+        lambda: helper_policies(server) == {os.SCHED_IDLE},
+        "helper threads in the idle class",
+        timeout,
+    )
 
 
 def test_the_engine_can_run_only_on_cpu_time_nobody_else_wants(tmp_path: Path) -> None:
@@ -513,7 +509,7 @@ def helper_policies(server: Server) -> set[int]:
 
 def busy_processes() -> list[subprocess.Popen[bytes]]:
     """One process per CPU at the default priority that never sleeps."""
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in CPUS]
+    return [busy_process() for _ in CPUS]
 
 
 @needs_lifting
@@ -569,7 +565,7 @@ def wait_helpers_at_niceness(server: Server) -> None:
 def test_by_default_without_the_right_to_leave_the_idle_class_the_engine_runs_at_niceness(
     tmp_path: Path,
 ) -> None:
-    server = start_server(tmp_path / "srv", wrap=FOR_GOOD)
+    server = start_server(tmp_path / "srv", wrap=WITHOUT_SYS_NICE)
     try:
         assert "engine priority: the writer and the engine run at niceness 10" in server.output()
         wait_helpers_at_niceness(server)
@@ -589,7 +585,7 @@ def test_workers_leave_a_starved_writer_a_cpu_until_it_has_caught_up(tmp_path: P
         tmp_path / "srv",
         workers=2,
         extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"},
-        wrap=FOR_GOOD,
+        wrap=WITHOUT_SYS_NICE,
     )
     busy: list[subprocess.Popen[bytes]] = []
     try:
@@ -622,7 +618,9 @@ def test_workers_leave_a_starved_writer_a_cpu_until_it_has_caught_up(tmp_path: P
 @pytest.mark.parametrize(
     "wrap",
     [
-        pytest.param(FOR_GOOD, marks=[needs_two_cpus, needs_dropping], id="workers-leave-a-cpu"),
+        pytest.param(
+            WITHOUT_SYS_NICE, marks=[needs_two_cpus, needs_dropping], id="workers-leave-a-cpu"
+        ),
         pytest.param([], marks=needs_lifting, id="threads-leave-the-idle-class"),
     ],
 )
@@ -663,7 +661,9 @@ def test_the_idle_class_for_good_needs_two_cpus_and_falls_back_to_niceness(
     os.sched_setaffinity(0, {min(CPUS)})
     try:
         server = start_server(
-            tmp_path / "srv", extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"}, wrap=FOR_GOOD
+            tmp_path / "srv",
+            extra_env={"FIRSTPARTY_ENGINE_PRIORITY": "idle"},
+            wrap=WITHOUT_SYS_NICE,
         )
     finally:
         os.sched_setaffinity(0, CPUS)

@@ -12,7 +12,7 @@ import pytest
 
 from firstparty.catchup import allowed_cpus
 from firstparty.starvation import Starvation
-from tests.conftest import ready_child
+from tests.conftest import busy_process, ready_child
 
 # A thread in the idle class that always wants a CPU; the main thread sleeps.
 SPINNER = """
@@ -51,7 +51,7 @@ def test_a_thread_that_gets_its_cpu_is_not_starving(spinner: int) -> None:
 
 
 def test_a_thread_kept_from_its_cpu_is_starving_and_for_how_long(spinner: int) -> None:
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=on_one_cpu)
+    busy = busy_process(preexec_fn=on_one_cpu)
     try:
         looks = watch(Starvation(spinner), 4)
     finally:
