@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import orjson
+
+from ingest.hit import NO_PROPS
 
 
 class PayloadError(ValueError):
@@ -33,13 +35,12 @@ MAX_SCROLL_INPUT = 1000
 _LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
-@dataclass(frozen=True, slots=True)
-class Payload:
+class Payload(NamedTuple):  # not a frozen dataclass: built per beacon, 5x faster (ingest/hit.py)
     name: str
     url: str
     domains: tuple[str, ...]
     referrer: str = ""
-    props: dict[str, str] = field(default_factory=dict)
+    props: Mapping[str, str] = NO_PROPS
     hash_mode: bool = False
     interactive: bool = True
     engagement_ms: int | None = None

@@ -45,6 +45,31 @@ ipv6 = st.integers(0, 2**128 - 1).map(ipaddress.IPv6Address).filter(lambda a: a.
 user_agents = st.text(min_size=1, max_size=200).filter(lambda s: s.strip() != "")
 
 
+# -- the hit ----------------------------------------------------------------------------------
+
+
+@given(
+    ip=st.one_of(ipv4.map(str), ipv6.map(str)),
+    ua=user_agents.map(lambda s: f"UA<{s}>"),
+    device=st.text(min_size=1, max_size=50).map(lambda s: f"DID<{s}>"),
+)
+def test_a_hit_never_shows_its_raw_identifiers(ip: str, ua: str, device: str) -> None:
+    hit = Hit(
+        domain="example.com",
+        name="pageview",
+        url="https://example.com/",
+        referrer="",
+        received_at=dt.datetime(2026, 6, 1, tzinfo=dt.UTC),
+        ip=ip,
+        user_agent=ua,
+        device_id=device,
+    )
+    for shown in (repr(hit), str(hit), f"{hit}"):
+        assert ip not in shown and repr(ip) not in shown
+        assert "UA<" not in shown and "DID<" not in shown
+    assert "url='https://example.com/'" in repr(hit)  # the rest is there for debugging
+
+
 # -- truncation -------------------------------------------------------------------------------
 
 
