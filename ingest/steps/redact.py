@@ -58,13 +58,14 @@ KINDS = {
 class Redactor:
     def __init__(self, counts: Counter[str] | None = None) -> None:
         self.counts: Counter[str] = Counter() if counts is None else counts
+        self.total = 0  # redactions made by this redactor (callers compare before and after)
 
     def _replace(self, match: re.Match[str]) -> str:
-        kind = match.lastgroup or "id"
-        text = match.group(0)
-        if kind == "id" and sum(c.isdigit() for c in text) < _MIN_ID_DIGITS:
-            return text
+        kind = _kind(match)
+        if kind is None:
+            return match.group(0)
         self.counts[KINDS[kind]] += 1
+        self.total += 1
         return PLACEHOLDERS[kind]
 
     def text(self, value: str) -> str:
@@ -73,3 +74,15 @@ class Redactor:
         if not _TRIGGER.search(value):
             return value
         return _PATTERN.sub(self._replace, value)
+
+    def keeps(self, value: str) -> bool:
+        """Whether `text(value)` would return `value` as it is (nothing is counted)."""
+        return not _TRIGGER.search(value) or all(_kind(m) is None for m in _PATTERN.finditer(value))
+
+
+def _kind(match: re.Match[str]) -> str | None:
+    """The kind of personal data `match` is, or None when it is to be kept (a short number)."""
+    kind = match.lastgroup or "id"
+    if kind == "id" and sum(c.isdigit() for c in match.group(0)) < _MIN_ID_DIGITS:
+        return None
+    return kind

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from firstparty.config import Config
@@ -224,8 +225,24 @@ def channel(
     return "Unassigned"
 
 
+class Referred(NamedTuple):
+    """What an event may keep of a referrer URL: no query, fragment, user info or port."""
+
+    host: str
+    origin: str  # scheme://host
+    path: str  # not redacted yet: that is counted only for a referrer that is stored
+    source: Source | None
+
+
+NOWHERE = Referred("", "", "", None)
+# Referrers repeat even more than pages (browsers send only the origin by default). Cached
+# only when nothing of the referrer would be dropped or redacted, as the page URL (urls.py).
+CACHED_REFERRERS = 4096
+
+
 def referrer(config: Config, redactor: Redactor, referrers: Referrers | None = None) -> Step:
     table = referrers or Referrers()
+    cache: dict[str, Referred] = {}
 
     @lru_cache(maxsize=16384)
     def lookup(host: str, path: str) -> Source | None:
@@ -235,25 +252,37 @@ def referrer(config: Config, redactor: Redactor, referrers: Referrers | None = N
     def by_name(value: str) -> Source | None:
         return table.by_name(value)
 
+    def parse(raw: str) -> Referred:
+        try:
+            ref = urlsplit(raw)
+            host = (ref.hostname or "").lower().rstrip(".")
+        except ValueError:
+            return NOWHERE
+        if not host or ref.scheme not in ("http", "https", "android-app", ""):
+            return NOWHERE
+        path = ref.path or "/"
+        referred = Referred(host, f"{ref.scheme or 'https'}://{host}", path, lookup(host, path))
+        whole = not (ref.query or ref.fragment) and ref.netloc == host
+        if whole and redactor.keeps(path):
+            if len(cache) >= CACHED_REFERRERS:
+                cache.clear()
+            cache[raw] = referred
+        return referred
+
     def step(hit: Hit, event: Event) -> str | None:
         override = event.referrer_source  # set by the url step from utm_source/source/ref
         event.referrer_source = ""
         found: Source | None = None
         has_referrer = False
         if hit.referrer:
-            try:
-                ref = urlsplit(hit.referrer)
-                host = (ref.hostname or "").lower().rstrip(".")
-            except ValueError:
-                host = ""
+            referred = cache.get(hit.referrer) or parse(hit.referrer)
+            host = referred.host
             site = config.site(hit.domain)
             own = host == event.hostname or (site is not None and host_allowed(site, host))
-            if host and not own and ref.scheme in ("http", "https", "android-app", ""):
+            if host and not own:
                 has_referrer = True
-                path = redactor.text(ref.path or "/")[:500]
-                scheme = ref.scheme or "https"
-                event.referrer = f"{scheme}://{host}{path}"
-                found = lookup(host, ref.path or "/")
+                event.referrer = referred.origin + redactor.text(referred.path)[:500]
+                found = referred.source
                 event.referrer_source = found.name if found else host.removeprefix("www.")
         if override:
             named = by_name(override)

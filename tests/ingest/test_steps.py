@@ -21,7 +21,7 @@ from ingest.steps import DROP_REASONS, bot_reason, build_pipeline, channel, pars
 from ingest.steps.redact import Redactor
 from ingest.steps.referrer import CHANNELS, Referrers
 from ingest.steps.ua import BROWSERS, DEVICES, OSES
-from ingest.steps.urls import normalise_path
+from ingest.steps.urls import locate, normalise_path
 from store import open_owner
 from store import schema as schema_mod
 from store.base import Store
@@ -230,6 +230,77 @@ def test_redaction_of_paths_referrers_and_props_is_counted(pipeline: Pipeline) -
     assert event.referrer == "https://partner.example.net/reset/:token"
     assert event.props == {"contact": "call me at :id", "plan": "pro"}
     assert pipeline.redactions == {"email": 1, "id": 2, "token": 1}
+
+
+def test_a_referrer_from_the_site_itself_is_neither_stored_nor_counted(
+    pipeline: Pipeline,
+) -> None:
+    event = accepted(pipeline, referrer="https://example.com/users/jane.doe@example.com/")
+    assert event.referrer == "" and not pipeline.redactions
+    referred = "https://partner.example.net/users/jane.doe@example.com/"
+    for _ in range(2):
+        assert (
+            accepted(pipeline, referrer=referred).referrer
+            == "https://partner.example.net/users/:email/"
+        )
+    assert pipeline.redactions == {"email": 2}
+
+
+@pytest.mark.parametrize(
+    ("url", "whole"),
+    [
+        ("https://example.com/pricing", True),
+        ("https://example.com/p?utm_source=news&utm_medium=email&ref=hn", True),
+        ("https://example.com/p?gclid=CLICK1", False),  # a click's identifier
+        ("https://example.com/p?sess=S1", False),  # a parameter that is dropped
+        ("https://example.com/p?utm_source=a&utm_source=b", False),  # the second is dropped
+        ("https://example.com/p#top", False),
+        ("https://user:pw@example.com/p", False),
+        ("https://example.com/orders/1234567", False),  # redacted
+        ("https://example.com/p?utm_term=jane@example.com", False),
+    ],
+)
+def test_only_a_url_kept_whole_may_be_remembered(url: str, whole: bool) -> None:
+    # A worker's cache of URLs must hold nothing that the events do not store anyway.
+    assert locate(url, False, Redactor())[1] is whole
+
+
+PAGES = st.sampled_from(
+    ["/", "/pricing", "/blog/post-1", "/users/jane@example.com", "/orders/1234567", "/a//./b"]
+)
+QUERIES = st.sampled_from(
+    [
+        "",
+        "?utm_source=news&utm_medium=Email",
+        "?ref=hn",
+        "?gclid=CLICK1",
+        "?sess=S1",
+        "?utm_term=12345678",
+    ]
+)
+FRAGMENTS = st.sampled_from(["", "#top", "#/app/42?utm_campaign=x"])
+HOSTS = st.sampled_from(["example.com", "user:pw@example.com", "www.google.com", "t.co"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    url=st.builds(lambda p, q, f: f"https://example.com{p}{q}{f}", PAGES, QUERIES, FRAGMENTS),
+    referrer=st.one_of(
+        st.just(""), st.builds(lambda h, p, q: f"https://{h}{p}{q}", HOSTS, PAGES, QUERIES)
+    ),
+    hash_mode=st.booleans(),
+)
+def test_a_repeated_url_or_referrer_gives_the_same_event_and_counts_its_redactions_again(
+    shared_store: Store, url: str, referrer: str, hash_mode: bool
+) -> None:
+    # Each worker remembers what it kept of the URLs and referrers it has seen (only of
+    # those kept whole): the second beacon must come out as the first, and be counted.
+    pipeline = build_pipeline(parse(CONFIG, env={}), SaltKeeper(shared_store))
+    first = accepted(pipeline, url=url, referrer=referrer, hash_mode=hash_mode)
+    once = dict(pipeline.redactions)
+    again = accepted(pipeline, url=url, referrer=referrer, hash_mode=hash_mode)
+    assert again == first
+    assert pipeline.redactions == {kind: 2 * n for kind, n in once.items()}
 
 
 @pytest.mark.parametrize(
