@@ -671,6 +671,62 @@ def fsync_latency(directory: Path, count: int = 200) -> dict[str, float]:
     return {"p50_ms": times[count // 2] * 1000, "p99_ms": times[int(count * 0.99)] * 1000}
 
 
+def measure(root: Path, kind: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One server at saturation (and the full one with 2 workers at the fixed rate)."""
+    if kind == "full":
+        proc, port = start_full(root, workers, args.engine_priority)
+    else:
+        proc, port = start_bare(root, workers)
+    try:
+        warm_up(port, workers)
+        if kind == "full":
+            pids = worker_pids(proc.pid)
+        else:  # uvicorn runs a single worker in its own process
+            pids = children(proc.pid) if workers > 1 else [proc.pid]
+        rss_before = [rss_mb(p) for p in pids]
+        # The process that holds the embedded engine (the writer, its session cache)
+        engine_before = rss_mb(proc.pid) if kind == "full" else None
+        cpu, began = cpu_seconds(proc.pid), time.perf_counter()
+        watch = BacklogWatch(port) if kind == "full" else None
+        if watch is not None:
+            watch.start()
+        sat = generate("closed", port, connections=args.connections, seconds=args.seconds)
+        if watch is not None:
+            sat["backlog"] = watch.result()
+        # includes the generator's start-up: a lower bound of the cores in use
+        sat["server_cores"] = round(
+            (cpu_seconds(proc.pid) - cpu) / (time.perf_counter() - began), 2
+        )
+        rss_after = [rss_mb(p) for p in pids]
+        entry: dict[str, Any] = {"saturation": sat}
+        entry["rss_mb_before"] = [round(x, 1) for x in rss_before]
+        entry["rss_mb_after"] = [round(x, 1) for x in rss_after]
+        if engine_before is not None:
+            entry["engine_rss_mb"] = [round(engine_before), round(rss_mb(proc.pid))]
+        if kind == "full" and workers == 2:
+            entry["fixed_rate"] = generate(
+                "open",
+                port,
+                rate=args.rate,
+                seconds=args.seconds,
+                connections=args.connections,
+            )
+    finally:
+        stop(proc)
+    if kind == "full":
+        entry["accepted_measured"] = sum(
+            v.get("statuses", {}).get(202, 0)
+            for v in (entry["saturation"], entry.get("fixed_rate", {}))
+        )
+        entry["stored_rows"] = stored_rows(root)
+    return entry
+
+
+def median_round(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The round with the median events/s at saturation (the upper one of an even count)."""
+    return sorted(entries, key=lambda e: float(e["saturation"]["per_second"]))[len(entries) // 2]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="fp-bench-ingest-"))
     results: dict[str, Any] = {
@@ -679,67 +735,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_average_at_start": os.getloadavg()[0],
         "seconds": args.seconds,
         "connections": args.connections,
+        "rounds": args.rounds,
         "engine_priority": args.engine_priority,
         "fsync": fsync_latency(base),
     }
     try:
+        for round_ in range(args.rounds):
+            for workers in (1, 2):
+                # Alternated, so that a slow stretch of a shared machine does not always hit
+                # the same side of a ratio.
+                kinds = ("bare", "full") if round_ % 2 == 0 else ("full", "bare")
+                for kind in kinds:
+                    root = base / f"{kind}{workers}-{round_}"
+                    entry = measure(root, kind, workers, args)
+                    results.setdefault(f"{kind}_{workers}_rounds", []).append(entry)
+                    print(f"round {round_ + 1}, {kind} x{workers}: {json.dumps(entry)}", flush=True)
+                    shutil.rmtree(root, ignore_errors=True)
         for workers in (1, 2):
             for kind in ("bare", "full"):
-                root = base / f"{kind}{workers}"
-                if kind == "full":
-                    proc, port = start_full(root, workers, args.engine_priority)
-                else:
-                    proc, port = start_bare(root, workers)
-                try:
-                    warm_up(port, workers)
-                    if kind == "full":
-                        pids = worker_pids(proc.pid)
-                    else:  # uvicorn runs a single worker in its own process
-                        pids = children(proc.pid) if workers > 1 else [proc.pid]
-                    rss_before = [rss_mb(p) for p in pids]
-                    # The process that holds the embedded engine (the writer, its session cache)
-                    engine_before = rss_mb(proc.pid) if kind == "full" else None
-                    cpu, began = cpu_seconds(proc.pid), time.perf_counter()
-                    watch = BacklogWatch(port) if kind == "full" else None
-                    if watch is not None:
-                        watch.start()
-                    sat = generate(
-                        "closed", port, connections=args.connections, seconds=args.seconds
-                    )
-                    if watch is not None:
-                        sat["backlog"] = watch.result()
-                    # includes the generator's start-up: a lower bound of the cores in use
-                    sat["server_cores"] = round(
-                        (cpu_seconds(proc.pid) - cpu) / (time.perf_counter() - began), 2
-                    )
-                    rss_after = [rss_mb(p) for p in pids]
-                    entry: dict[str, Any] = {"saturation": sat}
-                    entry["rss_mb_before"] = [round(x, 1) for x in rss_before]
-                    entry["rss_mb_after"] = [round(x, 1) for x in rss_after]
-                    if engine_before is not None:
-                        entry["engine_rss_mb"] = [round(engine_before), round(rss_mb(proc.pid))]
-                    if kind == "full" and workers == 2:
-                        entry["fixed_rate"] = generate(
-                            "open",
-                            port,
-                            rate=args.rate,
-                            seconds=args.seconds,
-                            connections=args.connections,
-                        )
-                    results[f"{kind}_{workers}"] = entry
-                    print(f"{kind} x{workers}: {json.dumps(entry)}", flush=True)
-                finally:
-                    stop(proc)
-                if kind == "full":
-                    accepted = sum(
-                        v.get("statuses", {}).get(202, 0)
-                        for v in (
-                            entry["saturation"],
-                            entry.get("fixed_rate", {}),
-                        )
-                    )
-                    entry["stored_rows"] = stored_rows(root)
-                    entry["accepted_measured"] = accepted
+                results[f"{kind}_{workers}"] = median_round(results[f"{kind}_{workers}_rounds"])
         results["writer"] = writer_bench(base / "writer", args.writer_rows)
         print(f"writer: {json.dumps(results['writer'])}", flush=True)
         results["writer_visits"] = writer_bench(base / "writer-visits", args.writer_rows, 4)
@@ -778,7 +792,24 @@ def report(r: dict[str, Any]) -> str:
                 f"{s['p99_ms']:.2f} | {rss} |"
             )
     fixed = r["full_2"]["fixed_rate"]
+    rounds = r.get("rounds", 1)
+    per_round = {
+        key: [e["saturation"]["per_second"] for e in r.get(f"{key}_rounds", [r[key]])]
+        for key in ("bare_1", "full_1", "bare_2", "full_2")
+    }
+    p99s = sorted(e["fixed_rate"]["p99_ms"] for e in r.get("full_2_rounds", [r["full_2"]]))
     lines += [
+        "",
+        f"The table shows each server's median of {rounds} alternated rounds; per round:",
+        *(
+            f"- {key.replace('_', ' x')}: " + ", ".join(f"{v:,.0f}" for v in values) + " events/s"
+            for key, values in per_round.items()
+        ),
+        "- full / bare per round, 1 worker: "
+        + ", ".join(
+            f"{f / b:.2f}" for f, b in zip(per_round["full_1"], per_round["bare_1"], strict=True)
+        ),
+        f"- p99 at the fixed rate per round (sorted): {', '.join(f'{v:.2f}' for v in p99s)} ms",
         "",
         f"- full / bare, 1 worker: {eps('full_1') / eps('bare_1'):.2f} (target >= 0.6)",
         f"- full / bare, 2 workers: {eps('full_2') / eps('bare_2'):.2f}",
@@ -836,6 +867,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--connections", type=int, default=64)
     p.add_argument("--rate", type=float, default=5000.0)
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="measure every server this many times, alternated; the table shows the median "
+        "round of each (this machine is shared: one round's ratio can be off by a third)",
+    )
     # ten batches: a backlog draining, where the writer's pipeline (one batch prepared while
     # the one before is inserted) is in its steady state
     p.add_argument("--writer-rows", type=int, default=1_000_000)

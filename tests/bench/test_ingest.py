@@ -6,10 +6,11 @@ from __future__ import annotations
 import http.server
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from bench.ingest import BacklogWatch, _tail_in_bursts, parse_metrics
+from bench.ingest import BacklogWatch, _tail_in_bursts, median_round, parse_metrics, report
 
 
 def test_a_tail_from_one_stall_is_all_in_the_busiest_windows() -> None:
@@ -48,6 +49,48 @@ def test_metrics_are_summed_over_their_labelled_series() -> None:
         "firstparty_events_dropped_total": 5.0,
         "firstparty_oldest_unflushed_event_age_seconds": 1.25,
     }
+
+
+def server_round(per_second: float, p99: float = 5.0) -> dict[str, Any]:
+    return {
+        "saturation": {"per_second": per_second, "p50_ms": 1.0, "p99_ms": 2.0},
+        "rss_mb_before": [80.0],
+        "rss_mb_after": [81.0],
+        "stored_rows": 1000,
+        "fixed_rate": {"per_second": 5000.0, "p50_ms": 1.0, "p99_ms": p99},
+    }
+
+
+def test_the_report_shows_the_median_round_and_every_round() -> None:
+    rounds = {
+        "bare_1": [server_round(12_000), server_round(20_000), server_round(19_000)],
+        "full_1": [server_round(8_000), server_round(10_000), server_round(11_000)],
+        "bare_2": [server_round(30_000), server_round(31_000), server_round(29_000)],
+        "full_2": [
+            server_round(14_000, 9.0),
+            server_round(13_000, 30.0),
+            server_round(15_000, 7.0),
+        ],
+    }
+    results: dict[str, Any] = {
+        "date": "2026-12-06T04:00:00+00:00",
+        "cpus": 2,
+        "load_average_at_start": 0.1,
+        "seconds": 5.0,
+        "connections": 128,
+        "rounds": 3,
+        "fsync": {"p50_ms": 0.1, "p99_ms": 0.3},
+        "writer": {"rows_per_second": 100_000.0, "rows": 1_000_000, "batches": 10},
+        "writer_visits": {"rows_per_second": 160_000.0},
+    }
+    for key, entries in rounds.items():
+        results[f"{key}_rounds"] = entries
+        results[key] = median_round(entries)
+    text = report(results)
+    assert "| firstparty (full) | 1 | 10000 |" in text  # the median, not the first round
+    assert "- full / bare, 1 worker: 0.53 (target >= 0.6)" in text  # 10,000 / 19,000
+    assert "- full / bare per round, 1 worker: 0.67, 0.50, 0.58" in text
+    assert "- p99 at the fixed rate per round (sorted): 7.00, 9.00, 30.00 ms" in text
 
 
 class Metrics(http.server.BaseHTTPRequestHandler):
