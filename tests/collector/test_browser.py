@@ -125,7 +125,7 @@ class Env:
     def collector_origin(self) -> str:
         return "http://stats.example.com:" + str(urlsplit(self.collector.url).port)
 
-    def rows(self, prefix: str, expect: int, timeout: float = 8) -> list[dict[str, Any]]:
+    def rows(self, prefix: str, expect: int, timeout: float = 20) -> list[dict[str, Any]]:
         """Stored events whose path starts with `prefix`, waiting for `expect` of them."""
         deadline = time.monotonic() + timeout
         while True:
