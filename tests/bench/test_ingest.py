@@ -4,13 +4,21 @@ reads the writer's backlog from `/metrics`."""
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from bench.ingest import BacklogWatch, _tail_in_bursts, median_round, parse_metrics, report
+from bench.ingest import (
+    BacklogWatch,
+    _tail_in_bursts,
+    median_round,
+    parse_metrics,
+    profile,
+    report,
+)
 
 
 def test_a_tail_from_one_stall_is_all_in_the_busiest_windows() -> None:
@@ -138,3 +146,18 @@ def test_the_backlog_watch_keeps_the_oldest_age_and_the_last_counts(metrics_port
     assert result["stored_at_end"] == 100 * n
     assert result["accepted_at_end"] == 1000
     assert result["catching_up_share"] == (n + 1) // 2 / n
+
+
+def test_the_profile_times_the_per_beacon_work_of_the_real_pipeline() -> None:
+    text = profile(rounds=1)
+    first = text.splitlines()[0]
+    found = re.fullmatch(
+        r"per beacon, best of 1 passes over 4,000 beacons: body and Hit ([\d.]+) us, "
+        r"pipeline \+ encode ([\d.]+) us, together ([\d.]+) us",
+        first,
+    )
+    assert found is not None, first
+    parse_us, pipeline_us, together = (float(g) for g in found.groups())
+    assert parse_us > 0 and pipeline_us > 0
+    assert abs(parse_us + pipeline_us - together) < 0.11
+    assert "ingest/pipeline.py" in text  # the profile of the steps follows
