@@ -626,7 +626,7 @@ def profile(rounds: int = 7) -> str:
     import io
     import pstats
 
-    from collector.payload import parse_payload
+    from collector.payload import hits, parse_payload
     from firstparty.config import parse
     from firstparty.server import schema_values
     from ingest.hit import Hit
@@ -652,29 +652,10 @@ def profile(rounds: int = 7) -> str:
     now = dt.datetime.now(dt.UTC)
 
     def hits_of(body: bytes, ip: str, user_agent: str) -> list[Hit]:
-        payload = parse_payload(body)
-        return [
-            Hit(
-                domain=domain,
-                name=payload.name,
-                url=payload.url,
-                referrer=payload.referrer,
-                received_at=now,
-                ip=ip,
-                user_agent=user_agent,
-                device_id=payload.device_id,
-                props=payload.props,
-                hash_mode=payload.hash_mode,
-                interactive=payload.interactive,
-                engagement_ms=payload.engagement_ms,
-                scroll_depth=payload.scroll_depth,
-                tracker_version=payload.tracker_version,
-            )
-            for domain in payload.domains
-        ]
+        return hits(parse_payload(body), now, ip, user_agent)  # as the endpoint does
 
-    hits = [hits_of(*r) for r in requests]
-    ingestor._process([h for group in hits[:50] for h in group])  # warm the parsers' caches
+    groups = [hits_of(*r) for r in requests]
+    ingestor._process([h for group in groups[:50] for h in group])  # warm the parsers' caches
     best = {"parse": float("inf"), "pipeline": float("inf")}
     for _ in range(rounds):
         started = time.perf_counter()
@@ -682,12 +663,12 @@ def profile(rounds: int = 7) -> str:
             hits_of(*r)
         best["parse"] = min(best["parse"], time.perf_counter() - started)
         started = time.perf_counter()
-        for group in hits:
+        for group in groups:
             ingestor._process(group)
         best["pipeline"] = min(best["pipeline"], time.perf_counter() - started)
     prof = cProfile.Profile()
     prof.enable()
-    for group in hits:
+    for group in groups:
         ingestor._process(group)
     prof.disable()
     text = io.StringIO()
@@ -714,6 +695,9 @@ def fsync_latency(directory: Path, count: int = 200) -> dict[str, float]:
             times.append(time.perf_counter() - started)
     times.sort()
     return {"p50_ms": times[count // 2] * 1000, "p99_ms": times[int(count * 0.99)] * 1000}
+
+
+# -- the run --------------------------------------------------------------------------------
 
 
 def measure(root: Path, kind: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:

@@ -23,9 +23,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from collector.clientip import Network, client_ip, joined_lines, parse_networks
-from collector.payload import PayloadError, parse_payload
+from collector.payload import PayloadError, hits, parse_payload
 from firstparty.config import Config
-from ingest.hit import Hit
 from ingest.ingestor import Ingestor, IngestUnavailable
 from ingest.spool import SpoolFull
 
@@ -261,32 +260,15 @@ class EventEndpoint:
         ip = client_ip(client[0] if client else "", joined_lines(forwarded), self.trusted)
         if ip is None:
             return error("the client address could not be determined", 400)
-        received = self.now()
-        user_agent = headers.get(b"user-agent", "")
-        dnt = headers.get(b"dnt") == "1"
-        gpc = headers.get(b"sec-gpc") == "1"
-        hits = [
-            Hit(
-                domain=domain,
-                name=payload.name,
-                url=payload.url,
-                referrer=payload.referrer,
-                received_at=received,
-                ip=ip,
-                user_agent=user_agent,
-                device_id=payload.device_id,
-                props=payload.props,
-                hash_mode=payload.hash_mode,
-                interactive=payload.interactive,
-                engagement_ms=payload.engagement_ms,
-                scroll_depth=payload.scroll_depth,
-                tracker_version=payload.tracker_version,
-                dnt=dnt,
-                gpc=gpc,
-            )
-            for domain in payload.domains
-        ]
-        reasons = await self.ingestor.submit(hits)
+        beacon = hits(
+            payload,
+            self.now(),
+            ip,
+            headers.get(b"user-agent", ""),
+            dnt=headers.get(b"dnt") == "1",
+            gpc=headers.get(b"sec-gpc") == "1",
+        )
+        reasons = await self.ingestor.submit(beacon)
         out = _ACCEPTED
         if all(r is not None for r in reasons):
             dropped = ",".join(sorted({str(r) for r in reasons}))

@@ -6,6 +6,7 @@ unknown keys (Plausible's `w`, `m`, `$`) are ignored rather than rejected for th
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import re
@@ -15,7 +16,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ingest.hit import NO_PROPS
+from ingest.hit import NO_PROPS, Hit
 
 
 class PayloadError(ValueError):
@@ -239,3 +240,35 @@ def parse_payload(raw: bytes) -> Payload:
         tracker_version=_version(body.get("v")),
         device_id=device_id,
     )
+
+
+def hits(
+    payload: Payload,
+    received_at: dt.datetime,
+    ip: str,
+    user_agent: str,
+    dnt: bool = False,
+    gpc: bool = False,
+) -> list[Hit]:
+    """The beacon as ingestion takes it: one `Hit` per site it names."""
+    return [
+        Hit(
+            domain=domain,
+            name=payload.name,
+            url=payload.url,
+            referrer=payload.referrer,
+            received_at=received_at,
+            ip=ip,
+            user_agent=user_agent,
+            device_id=payload.device_id,
+            props=payload.props,
+            hash_mode=payload.hash_mode,
+            interactive=payload.interactive,
+            engagement_ms=payload.engagement_ms,
+            scroll_depth=payload.scroll_depth,
+            tracker_version=payload.tracker_version,
+            dnt=dnt,
+            gpc=gpc,
+        )
+        for domain in payload.domains
+    ]

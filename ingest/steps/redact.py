@@ -58,14 +58,12 @@ KINDS = {
 class Redactor:
     def __init__(self, counts: Counter[str] | None = None) -> None:
         self.counts: Counter[str] = Counter() if counts is None else counts
-        self.total = 0  # redactions made by this redactor (callers compare before and after)
 
     def _replace(self, match: re.Match[str]) -> str:
         kind = _kind(match)
         if kind is None:
             return match.group(0)
         self.counts[KINDS[kind]] += 1
-        self.total += 1
         return PLACEHOLDERS[kind]
 
     def text(self, value: str) -> str:
@@ -74,6 +72,11 @@ class Redactor:
         if not _TRIGGER.search(value):
             return value
         return _PATTERN.sub(self._replace, value)
+
+    @property
+    def total(self) -> int:
+        """Redactions counted so far (compare before and after to see whether any was made)."""
+        return sum(self.counts.values())
 
     def keeps(self, value: str) -> bool:
         """Whether `text(value)` would return `value` as it is (nothing is counted)."""

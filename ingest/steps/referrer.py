@@ -231,10 +231,9 @@ class Referred(NamedTuple):
     host: str
     origin: str  # scheme://host
     path: str  # not redacted yet: that is counted only for a referrer that is stored
-    source: Source | None
 
 
-NOWHERE = Referred("", "", "", None)
+NOWHERE = Referred("", "", "")
 # Referrers repeat even more than pages (browsers send only the origin by default). Cached
 # only when nothing of the referrer would be dropped or redacted, as the page URL (urls.py).
 CACHED_REFERRERS = 4096
@@ -261,7 +260,7 @@ def referrer(config: Config, redactor: Redactor, referrers: Referrers | None = N
         if not host or ref.scheme not in ("http", "https", "android-app", ""):
             return NOWHERE
         path = ref.path or "/"
-        referred = Referred(host, f"{ref.scheme or 'https'}://{host}", path, lookup(host, path))
+        referred = Referred(host, f"{ref.scheme or 'https'}://{host}", path)
         whole = not (ref.query or ref.fragment) and ref.netloc == host
         if whole and redactor.keeps(path):
             if len(cache) >= CACHED_REFERRERS:
@@ -282,7 +281,7 @@ def referrer(config: Config, redactor: Redactor, referrers: Referrers | None = N
             if host and not own:
                 has_referrer = True
                 event.referrer = referred.origin + redactor.text(referred.path)[:500]
-                found = referred.source
+                found = lookup(host, referred.path)
                 event.referrer_source = found.name if found else host.removeprefix("www.")
         if override:
             named = by_name(override)
